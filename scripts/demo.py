@@ -1,0 +1,54 @@
+"""The demo: tiny random checkpoints, every example workflow through a real ComfyUI, videos out.
+
+    .venv/bin/python scripts/demo.py [--out demo_output]
+
+Writes the tiny checkpoints into OUT/models, starts the pinned ComfyUI with the
+pack loaded, loads each example workflow into the real frontend and queues it,
+copies what each one saved into OUT/<workflow>/ and prints the paths.
+"""
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import harness
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=harness.ROOT / "demo_output")
+    args = parser.parse_args()
+    if harness.find_host() is None:
+        print("no ComfyUI host found: set COMFYUI_PATH to a comfyui-host folder (see README)", file=sys.stderr)
+        return 2
+    models = args.out / "models"
+    shutil.rmtree(models, ignore_errors=True)
+    print(f"writing tiny random checkpoints to {models}")
+    for path in harness.write_tiny_checkpoints(models):
+        print(f"  {path.relative_to(models)}")
+    server = harness.ComfyServer(models)
+    failed = 0
+    try:
+        for workflow in sorted((harness.ROOT / "example_workflows").glob("*.json")):
+            start = time.monotonic()
+            try:
+                outputs = server.run_ui_workflow(workflow)
+            except harness.WorkflowFailed as error:
+                print(f"FAILED {workflow.name}\n{error}", file=sys.stderr)
+                failed += 1
+                continue
+            target = args.out / workflow.stem
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            print(f"{workflow.name}: {time.monotonic() - start:.1f}s")
+            for source in server.output_files(outputs):
+                shutil.copy(source, target / source.name)
+                print(f"  wrote {target / source.name}")
+    finally:
+        server.stop()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Fresh machine: install everything, then run the demo (videos land in demo_output/).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/install.sh"
+exec "$ROOT/.venv/bin/python" "$ROOT/scripts/demo.py" "$@"

@@ -1,0 +1,133 @@
+"""Runs the pack the way users do, for the demo and the tests.
+
+- `import_pack()` imports the repository root as the package `motionkit`
+  (ComfyUI imports it under its folder name, which varies between clones).
+- `write_tiny_checkpoints()` writes every family's tiny random checkpoints
+  (scripts/tiny_checkpoints/<family>.py, real key names) into a models folder.
+- `ComfyServer` starts the pinned ComfyUI from ../shared/comfyui-host with the
+  pack loaded and runs UI-format workflows through the real frontend.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK_ALIAS = "motionkit"
+
+
+def find_host() -> Path | None:
+    """The ComfyUI host folder: $COMFYUI_PATH, else ../shared/comfyui-host beside the repo."""
+    for candidate in (os.environ.get("COMFYUI_PATH"), ROOT.parent / "shared" / "comfyui-host"):
+        if candidate and (Path(candidate) / "comfy_host.py").is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def setup_comfy_in_process(work_dir: Path | None = None) -> bool:
+    """Make `comfy.*` importable in this process (before the pack is imported)."""
+    host = find_host()
+    if host is None:
+        return False
+    sys.path.insert(0, str(host))
+    import comfy_host
+
+    comfy_host.setup(cpu=True, work_dir=str(work_dir) if work_dir else None)
+    return True
+
+
+def import_pack():
+    """Import the repo root as the package `motionkit` and return it."""
+    if PACK_ALIAS in sys.modules:
+        return sys.modules[PACK_ALIAS]
+    spec = importlib.util.spec_from_file_location(PACK_ALIAS, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_ALIAS] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tiny_checkpoints(models_dir: Path) -> list[Path]:
+    """Write each family's tiny checkpoints into `models_dir` (ComfyUI layout); return the files."""
+    import_pack()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import tiny_checkpoints
+
+    written = []
+    for info in sorted(pkgutil.iter_modules(tiny_checkpoints.__path__), key=lambda m: m.name):
+        family = importlib.import_module(f"tiny_checkpoints.{info.name}")
+        written += family.write(Path(models_dir))
+    return written
+
+
+class WorkflowFailed(RuntimeError):
+    pass
+
+
+class ComfyServer:
+    """A real ComfyUI server on 127.0.0.1 with this pack loaded."""
+
+    def __init__(self, models_dir: Path, port: int | None = None):
+        self.host = find_host()
+        if self.host is None:
+            raise RuntimeError("no ComfyUI host found: set COMFYUI_PATH or provide ../shared/comfyui-host")
+        self.port = port or _free_port()
+        env = dict(os.environ, COMFY_MODELS_DIR=str(models_dir), PYTHON=sys.executable)
+        started = subprocess.run(["bash", str(self.host / "start.sh"), str(self.port), str(ROOT)],
+                                 env=env, capture_output=True, text=True)
+        if started.returncode != 0:
+            raise RuntimeError(f"ComfyUI did not start:\n{started.stderr}")
+        self.work = Path(started.stdout.strip())
+        self.output_dir = self.work / "base" / "output"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return (self.work / "comfyui.log").read_text(errors="replace")
+
+    def get_json(self, path: str, timeout: float = 120):
+        with urllib.request.urlopen(self.base_url + path, timeout=timeout) as response:
+            return json.load(response)
+
+    def run_ui_workflow(self, workflow: Path, timeout: float = 900, api_out: Path | None = None) -> dict:
+        """Load a UI-format workflow in the real frontend, queue it, wait; return the history outputs."""
+        command = [sys.executable, str(self.host / "ui_workflow.py"), "run", str(workflow),
+                   "--port", str(self.port), "--timeout", str(timeout), "--json"]
+        if api_out:
+            command += ["--api-out", str(api_out)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 180)
+        if done.returncode != 0:
+            raise WorkflowFailed(f"{workflow.name} failed (exit {done.returncode}):\n{done.stderr[-6000:]}")
+        return json.loads(done.stdout)
+
+    def output_files(self, outputs: dict) -> list[Path]:
+        """Paths of the files a run's outputs name (saved outputs and temp previews)."""
+        files = []
+        for node_output in outputs.values():
+            for items in node_output.values():
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, dict) and "filename" in item:
+                        folder = self.output_dir if item.get("type", "output") == "output" else self.work / "base" / "temp"
+                        files.append(folder / item.get("subfolder", "") / item["filename"])
+        return files
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(self.host / "stop.sh"), str(self.work)], capture_output=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
