@@ -172,6 +172,7 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     blocks = []
     for i, sources in enumerate(frame_sources(pixels)):
         check_interrupt()
+        sources = {k: d for k, d in sources.items() if d != (0.0, 0.0)}  # after overwriting, as the official code
         if not sources:
             continue
         r, c, u, v = _smoothed_block(sources, rows, cols)
