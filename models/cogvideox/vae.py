@@ -270,7 +270,7 @@ class CogVideoXVAE(torch.nn.Module):
     @staticmethod
     def _plan(frames: int, size: int) -> list[tuple[int, int]]:
         remainder = frames % size
-        return [(size * k + (0 if k == 0 else remainder), size * (k + 1) + remainder)
+        return [(size * k + (0 if k == 0 else remainder), min(size * (k + 1) + remainder, frames))
                 for k in range(max(frames // size, 1))]
 
     def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
