@@ -214,3 +214,11 @@ def run_with_progress(steps: int, step: Callable[[int], None]) -> None:
         check_interrupt()
         step(i)
         bar.update(1)
+
+
+# ---- tora (CogVideoX as a ComfyUI model: models/cogvideox/comfy_glue.py)
+if IN_COMFYUI:
+    import comfy.conds
+    import comfy.latent_formats
+    import comfy.model_sampling
+    import comfy.supported_models_base

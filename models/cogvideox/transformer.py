@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import host
+
 VIDEO_NORM_PATCH = "motionkit_cogvideox_video_norm1"
 """transformer_options["patches"] key: callables `fn(h, info) -> h` on the modulated video tokens.
 
@@ -256,6 +258,7 @@ class CogVideoXTransformer(nn.Module):
                  device=None, dtype=None, operations=nn, **_ignored):
         super().__init__()
         dim = num_attention_heads * attention_head_dim
+        self.dtype = dtype if dtype is not None else torch.float32
         self.dim, self.heads, self.head_dim = dim, num_attention_heads, attention_head_dim
         self.in_channels, self.out_channels, self.patch_size = in_channels, out_channels, patch_size
         self.sample_height, self.sample_width = sample_height, sample_width
@@ -301,9 +304,21 @@ class CogVideoXTransformer(nn.Module):
         return additive, rope
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                transformer_options: dict | None = None, **_kwargs) -> torch.Tensor:
-        """x [B, C, T, H, W] latents, timesteps [B] (0..999), context [B, L, text_dim] -> [B, out, T, H, W]."""
+                transformer_options: dict | None = None, **kwargs) -> torch.Tensor:
+        """x [B, C, T, H, W] latents, timesteps [B] (0..999), context [B, L, text_dim] -> [B, out, T, H, W].
+
+        Inside ComfyUI the call runs through the DIFFUSION_MODEL wrappers of transformer_options.
+        """
         transformer_options = transformer_options or {}
+        if host.IN_COMFYUI:
+            extension = host.comfy.patcher_extension
+            wrappers = extension.get_all_wrappers(extension.WrappersMP.DIFFUSION_MODEL, transformer_options)
+            if wrappers:
+                return extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
+                    x, timesteps, context, transformer_options, **kwargs)
+        return self._forward(x, timesteps, context, transformer_options)
+
+    def _forward(self, x, timesteps, context, transformer_options, **_kwargs):
         b, _c, t, h, w = x.shape
         p = self.patch_size
         if h % p or w % p:
