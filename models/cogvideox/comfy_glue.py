@@ -1,0 +1,135 @@
+"""CogVideoX as a native ComfyUI model: model class, sampling, latent format, loading.
+
+Imported only inside ComfyUI (host.IN_COMFYUI). The pinned ComfyUI has no CogVideoX, so
+this module provides one the core samplers drive: `CogVideoXModel` is a
+`comfy.model_base.BaseModel` with v-prediction on CogVideoX's zero-terminal-SNR
+scaled-linear schedule, wrapped in a ModelPatcher like any core model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from .. import host
+from . import keys
+from .transformer import CogVideoXTransformer
+
+comfy = host.comfy
+
+log = logging.getLogger("MotionKit")
+
+WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                 "fp8_e4m3fn": torch.float8_e4m3fn}
+HALF_DTYPES = (torch.float16, torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def cogvideox_alphas_cumprod(snr_shift_scale: float = 1.0, steps: int = 1000) -> torch.Tensor:
+    """alpha-bar of CogVideoXDDIMScheduler: scaled-linear betas 0.00085..0.012, SNR shift, zero terminal SNR.
+
+    Zero terminal SNR after Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed" (2023), alg. 1.
+    """
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, steps, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    alphas_cumprod = alphas_cumprod / (snr_shift_scale + (1 - snr_shift_scale) * alphas_cumprod)
+    root = alphas_cumprod.sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * first / (first - last)
+    return root ** 2
+
+
+TERMINAL_ALPHA_CUMPROD = 4.8973451890853435e-08
+"""ComfyUI's stand-in for alpha-bar = 0 at the last timestep (the same value as its own zsnr schedules)."""
+
+
+class CogVideoXLatentFormat(comfy.latent_formats.LatentFormat):
+    """16-channel 3D latents, already multiplied by the VAE's scaling factor (0.7) when encoded."""
+    latent_channels = 16
+    latent_dimensions = 3
+    scale_factor = 1.0
+
+
+class CogVideoXModelSampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.V_PREDICTION):
+    """Discrete v-prediction sampling with CogVideoX's schedule (sigma = sqrt((1 - a) / a))."""
+
+    def __init__(self, model_config=None):
+        torch.nn.Module.__init__(self)
+        settings = model_config.sampling_settings if model_config is not None else {}
+        self.snr_shift_scale = settings.get("snr_shift_scale", 1.0)
+        alphas_cumprod = cogvideox_alphas_cumprod(self.snr_shift_scale)
+        alphas_cumprod[-1] = TERMINAL_ALPHA_CUMPROD
+        self.num_timesteps = len(alphas_cumprod)
+        self.linear_start, self.linear_end, self.zsnr = 0.00085, 0.012, True
+        self.set_sigmas(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5)
+        self.sigma_data = 1.0
+
+
+class CogVideoXModelConfig(comfy.supported_models_base.BASE):
+    unet_config = {"image_model": "cogvideox"}
+    unet_extra_config = {}
+    sampling_settings = {"snr_shift_scale": 1.0}
+    latent_format = CogVideoXLatentFormat
+    supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
+    memory_usage_factor = 1.6
+
+    def __init__(self, unet_config, snr_shift_scale: float):
+        super().__init__(unet_config)
+        self.sampling_settings["snr_shift_scale"] = snr_shift_scale
+        self.memory_usage_factor = self.unet_config.get("num_attention_heads", 48) * 64 / 3072 * 1.6
+
+    def get_model(self, state_dict, prefix="", device=None):
+        return CogVideoXModel(self, device=device)
+
+
+class CogVideoXModel(comfy.model_base.BaseModel):
+    """ComfyUI model around CogVideoXTransformer: text context -> c_crossattn, v-prediction output."""
+
+    def __init__(self, model_config, device=None):
+        super().__init__(model_config, comfy.model_base.ModelType.V_PREDICTION, device=device,
+                         unet_model=CogVideoXTransformer)
+        self.model_sampling = CogVideoXModelSampling(model_config)
+
+    def extra_conds(self, **kwargs):
+        out = {}
+        cross_attn = kwargs.get("cross_attn", None)
+        if cross_attn is not None:
+            out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
+        return out
+
+
+def is_cogvideox(model_patcher) -> bool:
+    return isinstance(getattr(model_patcher, "model", None), CogVideoXModel)
+
+
+def load_cogvideox(path: str, weight_dtype: str = "default"):
+    """A ModelPatcher holding the CogVideoX transformer of `path` (diffusers keys, one file or shards)."""
+    source = f"'{os.path.basename(path)}'"
+    state_dict = {}
+    for shard in keys.shard_paths(path):
+        state_dict.update(host.load_state_dict(shard))
+    sd = keys.detect(state_dict, source)
+    folder_config = keys.read_folder_config(path)
+    config = keys.config_from_state_dict(sd, folder_config)
+    load_device, offload = host.torch_device(), host.offload_device()
+    file_dtype = comfy.utils.weight_dtype(sd)
+    wanted = WEIGHT_DTYPES[weight_dtype]
+    if load_device.type == "cpu":
+        half = wanted if wanted in HALF_DTYPES else (file_dtype if wanted is None and file_dtype in HALF_DTYPES else None)
+        if half is not None:
+            side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
+            raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
+                             f"set weight_dtype to 'fp32' (or load a bf16/fp32 file)")
+    config_obj = CogVideoXModelConfig(config, snr_shift_scale=keys.snr_shift_scale(path, config))
+    parameters = comfy.utils.calculate_parameters(sd)
+    if wanted is None:
+        unet_dtype = comfy.model_management.unet_dtype(model_params=parameters, weight_dtype=file_dtype,
+                                                       supported_dtypes=config_obj.supported_inference_dtypes)
+    else:
+        unet_dtype = wanted
+    manual_cast = comfy.model_management.unet_manual_cast(unet_dtype, load_device, config_obj.supported_inference_dtypes)
+    config_obj.set_inference_dtype(unet_dtype, manual_cast)
+    model = config_obj.get_model(sd, "", device=offload)
+    keys.check_keys(model.diffusion_model, sd, source)
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)

@@ -1,0 +1,93 @@
+"""CogVideoX nodes: load the transformer as a ComfyUI MODEL, encode text to 226 T5 tokens, its schedule."""
+from __future__ import annotations
+
+from ..models import host
+from ..models.cogvideox import schedule
+from ..models.cogvideox.text import fixed_length_t5_tokens
+
+CATEGORY = "MotionKit/CogVideoX"
+
+
+class MotionKitLoadCogVideoX:
+    DESCRIPTION = ("Loads a CogVideoX-2B/5B/5B-I2V transformer (diffusers format: one safetensors file or the shards "
+                   "of a transformer/ folder) from models/diffusion_models as a MODEL for core KSampler.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": (host.model_filenames("diffusion_models"), {
+                "tooltip": "The transformer file in models/diffusion_models (for a sharded folder pick any shard)."}),
+            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
+                "default": "default",
+                "tooltip": "Compute dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on CPU)."}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, model_name, weight_dtype="default"):
+        host.require_comfyui("MotionKit Load CogVideoX")
+        from ..models.cogvideox import comfy_glue
+
+        return (comfy_glue.load_cogvideox(host.model_path("diffusion_models", model_name), weight_dtype),)
+
+
+class MotionKitCogVideoXTextEncode:
+    DESCRIPTION = ("Encodes a prompt with T5-XXL (load it with core Load CLIP, type sd3) into the 226-token "
+                   "conditioning CogVideoX was trained with: truncated to 226 tokens and padded with T5's pad token.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "A T5-XXL text encoder (core Load CLIP with type sd3)."}),
+            "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
+                                "tooltip": "The prompt (or the negative prompt)."}),
+            "max_tokens": ("INT", {"default": 226, "min": 1, "max": 4096,
+                                   "tooltip": "Token count of the conditioning; CogVideoX 1.0 uses 226."}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+
+    def encode(self, clip, text, max_tokens=226):
+        tokens = fixed_length_t5_tokens(clip.tokenize(text), max_tokens)
+        return (clip.encode_from_tokens_scheduled(tokens),)
+
+
+class MotionKitCogVideoXScheduler:
+    DESCRIPTION = ("CogVideoX's DDIM/DPM timesteps ('trailing' spacing) as SIGMAS for SamplerCustom(Advanced); "
+                   "core 'simple' matches them only when 1000 is divisible by the step count.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "A CogVideoX model from MotionKit Load CogVideoX."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (published: 50)."}),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "Fraction of the schedule to run, from its low-noise end."}),
+        }}
+
+    RETURN_TYPES = ("SIGMAS",)
+    RETURN_NAMES = ("sigmas",)
+    FUNCTION = "sigmas"
+    CATEGORY = CATEGORY
+
+    def sigmas(self, model, steps, denoise=1.0):
+        sampling = model.get_model_object("model_sampling")
+        return (schedule.sigmas_for_timesteps(sampling.sigmas, schedule.trailing_timesteps(steps), denoise),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "MotionKitLoadCogVideoX": MotionKitLoadCogVideoX,
+    "MotionKitCogVideoXTextEncode": MotionKitCogVideoXTextEncode,
+    "MotionKitCogVideoXScheduler": MotionKitCogVideoXScheduler,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MotionKitLoadCogVideoX": "MotionKit Load CogVideoX",
+    "MotionKitCogVideoXTextEncode": "MotionKit CogVideoX Text Encode",
+    "MotionKitCogVideoXScheduler": "MotionKit CogVideoX Scheduler",
+}
