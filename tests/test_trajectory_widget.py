@@ -39,6 +39,23 @@ JS_BUILD = """(async () => {
   return draw.id;
 })()""" % (WIDTH, HEIGHT, FRAMES)
 
+JS_COPY_PASTE = """(async () => {
+  const canvas = app.canvas, source = app.graph.getNodeById(%d);
+  const before = new Set(app.graph.nodes.map(n => n.id));
+  canvas.copyToClipboard([source]);
+  canvas.pasteFromClipboard({position: [40, 760]});
+  for (let i = 0; i < 3; i++) await new Promise(r => requestAnimationFrame(r));
+  const pasted = app.graph.nodes.find(n => !before.has(n.id));
+  const state = () => JSON.parse(pasted.widgets.find(w => w.name === 'trajectory_data').value);
+  const copied = state();
+  const width = pasted.widgets.find(w => w.name === 'width');
+  width.value = 720;
+  width.callback(720);  // as when the user edits the width: the drawing is scaled with the canvas
+  const widened = state();
+  app.graph.remove(pasted);
+  return {copied, widened, editorTracks: copied.tracks.length};
+})()"""
+
 JS_RECTS = """(() => {
   const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, width: r.width, height: r.height}; };
   const root = document.querySelector('.motionkit-trajectory-editor');
@@ -136,6 +153,11 @@ def test_draw_save_reload_queue_in_the_real_frontend(comfy_server, artifacts_dir
         session.load(json.loads(saved), "drawn_trajectories")
         reloaded = browser.evaluate(f"app.graph.getNodeById({node_id}).motionkitEditor.tracks")
         _same_tracks([{"name": t["name"], "points": t["points"]} for t in reloaded], expected)
+
+        pasted = browser.evaluate(JS_COPY_PASTE % node_id)
+        _same_tracks(pasted["copied"]["tracks"], expected)
+        assert pasted["widened"]["canvas"] == {"width": 2 * WIDTH, "height": HEIGHT}
+        _same_tracks(pasted["widened"]["tracks"], [(name, [(2 * x, y) for x, y in points]) for name, points in expected])
 
         queued = browser.evaluate(ui_workflow.JS_QUEUE, timeout=120)
         assert queued["queued"] and not queued["errors"], queued

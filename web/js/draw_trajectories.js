@@ -77,6 +77,7 @@ class TrajectoryEditor {
     this.reference = null;
     this.image = null;
     this.lastText = null;
+    this.canvasSize = null;
     this.build();
     this.readState();
     if (!this.stateWidget.value) this.writeState();
@@ -136,11 +137,9 @@ class TrajectoryEditor {
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch (error) { data = null; }
     if (data && data.format === "motionkit.trajectories" && Array.isArray(data.tracks)) {
-      const sx = data.canvas ? this.width / data.canvas.width : 1, sy = data.canvas ? this.height / data.canvas.height : 1;
-      this.tracks = data.tracks.map((t, i) => ({
-        name: t.name || `track ${i + 1}`,
-        points: (t.points || []).map(([x, y]) => [x * sx, y * sy]),
-      }));
+      this.tracks = data.tracks.map((t, i) => ({ name: t.name || `track ${i + 1}`, points: t.points || [] }));
+      this.canvasSize = data.canvas ? [data.canvas.width, data.canvas.height] : [this.width, this.height];
+      this.fitToCanvas();
       this.setReference(data.reference || null);
     } else {
       this.tracks = [];
@@ -149,7 +148,18 @@ class TrajectoryEditor {
     if (this.selected < 0) this.selected = this.tracks.length - 1;
   }
 
+  // Scale the points when the width/height inputs change, so the drawing keeps its place in the frame.
+  fitToCanvas() {
+    const [w0, h0] = this.canvasSize || [this.width, this.height];
+    if (w0 !== this.width || h0 !== this.height) {
+      const sx = this.width / w0, sy = this.height / h0;
+      for (const track of this.tracks) track.points = track.points.map(([x, y]) => [x * sx, y * sy]);
+    }
+    this.canvasSize = [this.width, this.height];
+  }
+
   writeState() {
+    this.fitToCanvas();
     const data = {
       format: "motionkit.trajectories",
       version: 1,
