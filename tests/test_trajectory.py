@@ -219,6 +219,19 @@ def test_draw_node_scales_to_its_canvas_and_outputs_the_tracks():
     assert (out.width, out.height, out.tracks[0].points, out.tracks[0].name) == (720, 480, [(72, 48), (360, 240)], "a")
 
 
+@pytest.mark.host
+def test_draw_node_shows_the_reference_image_in_the_browser():
+    state = Trajectories(64, 48, [Track([(1, 2), (30, 40)], "a")]).to_json()
+    reference = torch.zeros(2, 48, 64, 3)
+    reference[0, :, :32] = 1.0
+    result = nodes.MotionKitDrawTrajectories().draw(64, 48, 9, state, reference)
+    [shown] = result["ui"]["reference"]
+    assert shown["type"] == "temp" and shown["subfolder"] == ""
+    with Image.open(Path(nodes.host.temp_directory()) / shown["filename"]) as image:
+        pixels = np.asarray(image)
+    assert pixels.shape == (48, 64, 3) and pixels[:, :32].min() == 255 and pixels[:, 32:].max() == 0
+
+
 def test_preview_draws_colours_and_current_positions():
     trajectories = resample.resample(_set([(20, 80), (220, 80)], [(120, 10), (120, 150)]), 3)
     frames = torch.zeros(3, 160, 240, 3)
