@@ -130,6 +130,24 @@ def test_flow_video_equals_official_processing(mode, per_frame):
     assert torch.equal(other_side, ref_rgb[f, y, x])
 
 
+def test_tora_txt_end_to_end_equals_the_official_process_traj():
+    # Tora's .txt tracks (256x256 canvas): one longer than the video (its end is dropped), one shorter
+    long = [(10 + 7 * i, 200 - 3 * i) for i in range(30)]
+    short = [(240, 20), (128, 128), (30, 60)]
+    text = json.dumps([[list(p) for p in long], [list(p) for p in short]])
+    frames, height, width = 13, 96, 128
+    loaded = nodes.MotionKitLoadTrajectories().load(text, "point_list", 256, 256)[0]
+    video = nodes.MotionKitTrajectoriesToFlow().flow(loaded, width, height, frames, "tora_official", "global")[0]
+    pixels = [[[int(width * x / 256), int(height * y / 256)] for x, y in official_select(track, frames)]
+              for track in (long, short)]
+    ref_rgb, ref_flow = official_video(pixels, frames, height, width)
+    field = flow.flow_field(torch.tensor(pixels), height, width)
+    assert (field - ref_flow).abs().max() < 1e-4
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    rgb = (video * 255).round().to(torch.uint8)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam]) and (ref_rgb != 255).any()
+
+
 def test_flow_on_a_video_smaller_than_the_kernel():
     field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length")
     assert (field - ref_flow).abs().max() < 1e-4
