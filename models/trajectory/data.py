@@ -120,3 +120,11 @@ def clamp_to_canvas(trajectories: Trajectories) -> Trajectories:
     tracks = [Track([(min(max(x, 0), w), min(max(y, 0), h)) for x, y in t.points], t.name,
                     None if t.frames is None else list(t.frames), t.lost_at) for t in trajectories.tracks]
     return Trajectories(trajectories.width, trajectories.height, tracks, trajectories.num_frames)
+
+
+def rescale(trajectories: Trajectories, width: int, height: int) -> Trajectories:
+    """A copy on a `width` x `height` canvas, every point scaled with the canvas."""
+    sx, sy = width / trajectories.width, height / trajectories.height
+    tracks = [Track([(x * sx, y * sy) for x, y in t.points], t.name, None if t.frames is None else list(t.frames),
+                    t.lost_at) for t in trajectories.tracks]
+    return Trajectories(width, height, tracks, trajectories.num_frames)

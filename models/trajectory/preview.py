@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
+import uuid
 
 import numpy as np
 import torch
@@ -29,6 +31,15 @@ def _arrow_head(draw: ImageDraw.ImageDraw, start, end, color, size: float) -> No
     left = (end[0] - size * math.cos(angle - 0.45), end[1] - size * math.sin(angle - 0.45))
     right = (end[0] - size * math.cos(angle + 0.45), end[1] - size * math.sin(angle + 0.45))
     draw.polygon([end, left, right], fill=color)
+
+
+def save_reference_image(images: torch.Tensor, folder: str) -> str:
+    """Write the first image of an IMAGE batch as a PNG into `folder` (for the widget to show); returns its name."""
+    name = f"motionkit_reference_{uuid.uuid4().hex[:12]}.png"
+    pixels = (images[0, ..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    os.makedirs(folder, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(os.path.join(folder, name))
+    return name
 
 
 def draw_trajectories(trajectories: Trajectories, images: torch.Tensor | None = None,
