@@ -56,10 +56,25 @@ JS_COPY_PASTE = """(async () => {
   return {copied, widened, editorTracks: copied.tracks.length};
 })()"""
 
+JS_UPLOAD = """(async () => {
+  const node = app.graph.getNodeById(%d), editor = node.motionkitEditor;
+  const canvas = document.createElement('canvas');
+  canvas.width = 36; canvas.height = 24;
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#3060c0'; ctx.fillRect(0, 0, 36, 24);
+  const blob = await new Promise(r => canvas.toBlob(r, 'image/png'));
+  await editor.uploadReference(new File([blob], 'motionkit_test_reference.png', {type: 'image/png'}));
+  for (let i = 0; i < 100 && !editor.image; i++) await new Promise(r => setTimeout(r, 50));
+  return {reference: JSON.parse(node.widgets.find(w => w.name === 'trajectory_data').value).reference,
+          loaded: !!editor.image, size: editor.image ? [editor.image.naturalWidth, editor.image.naturalHeight] : null};
+})()"""
+
 JS_RECTS = """(() => {
   const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, width: r.width, height: r.height}; };
   const root = document.querySelector('.motionkit-trajectory-editor');
-  return {canvas: box(root.querySelector('canvas')), newTrack: box(root.querySelector('button[data-action="New track"]'))};
+  const button = name => box(root.querySelector(`button[data-action="${name}"]`));
+  return {canvas: box(root.querySelector('canvas')), newTrack: button("New track"), clear: button("Clear"),
+          undo: button("Undo")};
 })()"""
 
 
@@ -129,6 +144,38 @@ def test_draw_save_reload_queue_in_the_real_frontend(comfy_server, artifacts_dir
             _mouse(browser, "mouseMoved", start[0] + (end[0] - start[0]) * step / 5, start[1] + (end[1] - start[1]) * step / 5)
         _mouse(browser, "mouseReleased", *end, 0)
         expected[1][1][-1] = moved
+
+        def state_tracks():
+            value = browser.evaluate(
+                f"app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'trajectory_data').value")
+            return json.loads(value)["tracks"]
+
+        def press(rect):
+            _click(browser, rect["left"] + rect["width"] / 2, rect["top"] + rect["height"] / 2)
+
+        # insert on the selected track's line, delete it with a right click, bring it back with Undo
+        (a, pa), (b, pb) = _canvas_point(canvas, 0.2, 0.8), _canvas_point(canvas, 0.8, 0.85)
+        middle = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        _click(browser, *middle)
+        inserted = ((middle[0] - canvas["left"]) * WIDTH / canvas["width"], (middle[1] - canvas["top"]) * HEIGHT / canvas["height"])
+        with_insert = [expected[0], ("track 2", [expected[1][1][0], inserted, expected[1][1][1]])]
+        _same_tracks(state_tracks(), with_insert)
+        browser.send("Input.dispatchMouseEvent", {"type": "mousePressed", "x": middle[0], "y": middle[1],
+                                                  "button": "right", "buttons": 2, "clickCount": 1})
+        browser.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": middle[0], "y": middle[1],
+                                                  "button": "right", "buttons": 0, "clickCount": 1})
+        _same_tracks(state_tracks(), expected)
+        press(rects["undo"])
+        _same_tracks(state_tracks(), with_insert)
+        press(rects["clear"])
+        assert state_tracks() == []
+        press(rects["undo"])
+        _same_tracks(state_tracks(), with_insert)
+        expected = with_insert
+
+        upload = browser.evaluate(JS_UPLOAD % node_id)
+        assert upload["loaded"] and upload["size"] == [36, 24], upload
+        assert upload["reference"]["type"] == "input" and upload["reference"]["filename"].endswith(".png")
 
         state = json.loads(browser.evaluate(
             f"app.graph.getNodeById({node_id}).widgets.find(w => w.name === 'trajectory_data').value"))
