@@ -279,3 +279,11 @@ def test_example_workflow_outputs(comfy_server):
     assert any(frame.min() < 128 for frame in frames[1:])
     with Image.open(images[0]) as preview_image:
         assert preview_image.size == (720, 480)
+
+
+def test_preview_of_timed_tracks_follows_their_timing():
+    timed = Trajectories(240, 160, [Track([(20, 80), (220, 80)], "t", [0, 2])], num_frames=5)
+    out = preview.draw_trajectories(timed, torch.zeros(5, 160, 240, 3))
+    color = torch.tensor(preview.track_colors(1)[0], dtype=torch.float32)
+    assert (out[1, 80, 120] * 255 - color).abs().max() < 2  # halfway at frame 1
+    assert (out[4, 80, 220] * 255 - color).abs().max() < 2  # held at the end after frame 2

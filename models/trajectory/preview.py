@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .data import Trajectories
-from .resample import arc_length_points
+from .resample import arc_length_points, timed_points
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 BACKGROUND = (40, 40, 40)
@@ -61,6 +61,10 @@ def draw_trajectories(trajectories: Trajectories, images: torch.Tensor | None = 
             positions.append(path)
         elif frames == 1:
             positions.append(path[:1])
+        elif track.frames is not None:  # timed (e.g. tracked) points: where the object is at each frame
+            span = (trajectories.num_frames or track.frames[-1] + 1) - 1
+            scale = (frames - 1) / span if span > 0 else 1.0
+            positions.append(timed_points(path, [f * scale for f in track.frames], frames))
         else:
             positions.append(arc_length_points(path, frames))
     head = max(6.0, 3.0 * line_width)
