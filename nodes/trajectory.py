@@ -1,12 +1,6 @@
 """Trajectory nodes: draw, load, resample, preview and turn tracks into Tora's flow video."""
 from __future__ import annotations
 
-import os
-import uuid
-
-import numpy as np
-from PIL import Image
-
 from ..models import host
 from ..models.trajectory import data as traj_data
 from ..models.trajectory import flow as traj_flow
@@ -49,17 +43,11 @@ class MotionKitDrawTrajectories:
 
     def draw(self, width, height, num_frames, trajectory_data, reference_image=None):
         drawn = formats.parse_trajectories(trajectory_data, "motionkit_json", what="trajectory_data")
-        if (drawn.width, drawn.height) != (width, height):
-            sx, sy = width / drawn.width, height / drawn.height
-            for track in drawn.tracks:
-                track.points = [(x * sx, y * sy) for x, y in track.points]
-        result = traj_data.Trajectories(width, height, drawn.tracks, None)
+        result = traj_data.rescale(drawn, width, height)
+        result.num_frames = None
         ui = {}
         if reference_image is not None:
-            name = f"motionkit_reference_{uuid.uuid4().hex[:12]}.png"
-            pixels = (reference_image[0].clamp(0, 1) * 255).round().byte().cpu().numpy()
-            os.makedirs(host.temp_directory(), exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(pixels)).save(os.path.join(host.temp_directory(), name))
+            name = preview.save_reference_image(reference_image, host.temp_directory())
             ui["reference"] = [{"filename": name, "subfolder": "", "type": "temp"}]
         return {"ui": ui, "result": (result,)}
 

@@ -130,6 +130,24 @@ def test_flow_video_equals_official_processing(mode, per_frame):
     assert torch.equal(other_side, ref_rgb[f, y, x])
 
 
+def test_tora_txt_end_to_end_equals_the_official_process_traj():
+    # Tora's .txt tracks (256x256 canvas): one longer than the video (its end is dropped), one shorter
+    long = [(10 + 7 * i, 200 - 3 * i) for i in range(30)]
+    short = [(240, 20), (128, 128), (30, 60)]
+    text = json.dumps([[list(p) for p in long], [list(p) for p in short]])
+    frames, height, width = 13, 96, 128
+    loaded = nodes.MotionKitLoadTrajectories().load(text, "point_list", 256, 256)[0]
+    video = nodes.MotionKitTrajectoriesToFlow().flow(loaded, width, height, frames, "tora_official", "global")[0]
+    pixels = [[[int(width * x / 256), int(height * y / 256)] for x, y in official_select(track, frames)]
+              for track in (long, short)]
+    ref_rgb, ref_flow = official_video(pixels, frames, height, width)
+    field = flow.flow_field(torch.tensor(pixels), height, width)
+    assert (field - ref_flow).abs().max() < 1e-4
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    rgb = (video * 255).round().to(torch.uint8)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam]) and (ref_rgb != 255).any()
+
+
 def test_flow_on_a_video_smaller_than_the_kernel():
     field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length")
     assert (field - ref_flow).abs().max() < 1e-4
@@ -219,6 +237,19 @@ def test_draw_node_scales_to_its_canvas_and_outputs_the_tracks():
     assert (out.width, out.height, out.tracks[0].points, out.tracks[0].name) == (720, 480, [(72, 48), (360, 240)], "a")
 
 
+@pytest.mark.host
+def test_draw_node_shows_the_reference_image_in_the_browser():
+    state = Trajectories(64, 48, [Track([(1, 2), (30, 40)], "a")]).to_json()
+    reference = torch.zeros(2, 48, 64, 3)
+    reference[0, :, :32] = 1.0
+    result = nodes.MotionKitDrawTrajectories().draw(64, 48, 9, state, reference)
+    [shown] = result["ui"]["reference"]
+    assert shown["type"] == "temp" and shown["subfolder"] == ""
+    with Image.open(Path(nodes.host.temp_directory()) / shown["filename"]) as image:
+        pixels = np.asarray(image)
+    assert pixels.shape == (48, 64, 3) and pixels[:, :32].min() == 255 and pixels[:, 32:].max() == 0
+
+
 def test_preview_draws_colours_and_current_positions():
     trajectories = resample.resample(_set([(20, 80), (220, 80)], [(120, 10), (120, 150)]), 3)
     frames = torch.zeros(3, 160, 240, 3)
@@ -248,3 +279,11 @@ def test_example_workflow_outputs(comfy_server):
     assert any(frame.min() < 128 for frame in frames[1:])
     with Image.open(images[0]) as preview_image:
         assert preview_image.size == (720, 480)
+
+
+def test_preview_of_timed_tracks_follows_their_timing():
+    timed = Trajectories(240, 160, [Track([(20, 80), (220, 80)], "t", [0, 2])], num_frames=5)
+    out = preview.draw_trajectories(timed, torch.zeros(5, 160, 240, 3))
+    color = torch.tensor(preview.track_colors(1)[0], dtype=torch.float32)
+    assert (out[1, 80, 120] * 255 - color).abs().max() < 2  # halfway at frame 1
+    assert (out[4, 80, 220] * 255 - color).abs().max() < 2  # held at the end after frame 2

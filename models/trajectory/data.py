@@ -8,13 +8,15 @@ Trajectories input, files):
      "num_frames": 49,                      # optional: set once resampled
      "tracks": [{"name": "car",
                  "points": [[x, y], ...],   # pixels of the canvas, floats
-                 "frames": [0, 10, ...]}]}  # optional: frame index of each point
+                 "frames": [0, 10, ...],    # optional: frame index of each point
+                 "lost_at": 17}]}           # optional: tracking lost the object at this frame
 
 Points are in pixels of the canvas (x to the right, y down, origin at the top
 left corner of the top left pixel's centre, as OpenCV and Tora index pixels).
 `frames`, when given, is strictly increasing, one per point: the point is
 where the object is at that frame (timing). A resampled set has one point per
-frame in every track and `num_frames` set.
+frame in every track and `num_frames` set. `lost_at` is written by Trajectories
+from Video: the track's points stop at the last frame it was reliably tracked.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class Track:
     points: list[tuple[float, float]]
     name: str = ""
     frames: list[int] | None = None
+    lost_at: int | None = None
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Trajectories:
             item = {"name": track.name, "points": [[_plain(x), _plain(y)] for x, y in track.points]}
             if track.frames is not None:
                 item["frames"] = list(track.frames)
+            if track.lost_at is not None:
+                item["lost_at"] = track.lost_at
             data["tracks"].append(item)
         return json.dumps(data)
 
@@ -113,5 +118,13 @@ def clamp_to_canvas(trajectories: Trajectories) -> Trajectories:
     """A copy with every point clamped into [0, width-1] x [0, height-1]."""
     w, h = trajectories.width - 1, trajectories.height - 1
     tracks = [Track([(min(max(x, 0), w), min(max(y, 0), h)) for x, y in t.points], t.name,
-                    None if t.frames is None else list(t.frames)) for t in trajectories.tracks]
+                    None if t.frames is None else list(t.frames), t.lost_at) for t in trajectories.tracks]
     return Trajectories(trajectories.width, trajectories.height, tracks, trajectories.num_frames)
+
+
+def rescale(trajectories: Trajectories, width: int, height: int) -> Trajectories:
+    """A copy on a `width` x `height` canvas, every point scaled with the canvas."""
+    sx, sy = width / trajectories.width, height / trajectories.height
+    tracks = [Track([(x * sx, y * sy) for x, y in t.points], t.name, None if t.frames is None else list(t.frames),
+                    t.lost_at) for t in trajectories.tracks]
+    return Trajectories(width, height, tracks, trajectories.num_frames)

@@ -48,19 +48,18 @@ def reflect101(index: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class _AxisWeights:
-    """Per-pixel 1D weights of a source pixel along one axis, reflect-101 border included."""
+    """1D weights along one axis: column p of `matrix` is what a unit source at pixel p gives each output pixel,
+    reflect-101 border folded in (OpenCV pads by reflection, so taps beyond the edge read pixels inside)."""
 
     def __init__(self, length: int, kernel: torch.Tensor):
-        self.length, self.kernel = length, kernel
         half = kernel.numel() // 2
-        positions = torch.arange(length).unsqueeze(1) + torch.arange(-half, half + 1).unsqueeze(0)
-        self.sources = reflect101(positions, length)  # [length, size]: which source pixel each tap reads
-        self.cache: dict[int, torch.Tensor] = {}
+        outputs = torch.arange(length).unsqueeze(1).expand(length, kernel.numel())
+        sources = reflect101(outputs + torch.arange(-half, half + 1).unsqueeze(0), length)
+        self.matrix = torch.zeros(length, length, dtype=kernel.dtype)
+        self.matrix.index_put_((outputs.reshape(-1), sources.reshape(-1)), kernel.repeat(length), accumulate=True)
 
-    def __call__(self, source: int) -> torch.Tensor:
-        if source not in self.cache:
-            self.cache[source] = (self.kernel.unsqueeze(0) * (self.sources == source)).sum(1)
-        return self.cache[source]
+    def __call__(self, sources: list[int]) -> torch.Tensor:
+        return self.matrix[:, sources]
 
 
 def track_pixels(trajectories: Trajectories, width: int, height: int) -> torch.Tensor:
@@ -101,8 +100,8 @@ def frame_sources(pixels: torch.Tensor) -> list[dict[tuple[int, int], tuple[floa
 def _smoothed_block(sources, rows: _AxisWeights, cols: _AxisWeights):
     """The smoothed (u, v) on the bounding block of the sources' support: (row index, col index, u, v) in float32."""
     keys = list(sources)
-    row_w = torch.stack([rows(y) for _x, y in keys], 1)  # [H, S]
-    col_w = torch.stack([cols(x) for x, _y in keys], 1)  # [W, S]
+    row_w = rows([y for _x, y in keys])  # [H, S]
+    col_w = cols([x for x, _y in keys])  # [W, S]
     row_idx = torch.nonzero(row_w.abs().sum(1)).squeeze(1)
     col_idx = torch.nonzero(col_w.abs().sum(1)).squeeze(1)
     row_w, col_w = row_w[row_idx], col_w[col_idx]
@@ -169,7 +168,7 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     pixels = track_pixels(trajectories, width, height)
     kernel = gaussian_1d(size, sigma)
     rows, cols = _AxisWeights(height, kernel), _AxisWeights(width, kernel)
-    blocks = []
+    frame_index, row_index, col_index, us, vs, frame_max = [], [], [], [], [], []
     for i, sources in enumerate(frame_sources(pixels)):
         check_interrupt()
         sources = {k: d for k, d in sources.items() if d != (0.0, 0.0)}  # after overwriting, as the official code
@@ -178,14 +177,20 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
         r, c, u, v = _smoothed_block(sources, rows, cols)
         nonzero = (u != 0) | (v != 0)
         rr, cc = torch.nonzero(nonzero, as_tuple=True)
-        blocks.append((i, r[rr], c[cc], u[nonzero], v[nonzero]))
+        u, v = u[nonzero], v[nonzero]
+        frame_index.append(torch.full_like(rr, i))
+        row_index.append(r[rr])
+        col_index.append(c[cc])
+        us.append(u)
+        vs.append(v)
+        frame_max.append((u.pow(2) + v.pow(2)).sqrt().max().expand(u.shape[0]))
     video = torch.ones(pixels.shape[1], height, width, 3)
-    if not blocks:
+    if not us:
         return video
-    wheel = middlebury_colorwheel()
-    norms = [(b[3].pow(2) + b[4].pow(2)).sqrt().max() for b in blocks]
-    global_max = torch.stack(norms).max()
-    for (i, r, c, u, v), frame_max in zip(blocks, norms):
-        rgb = colorize(u, v, global_max if normalize == "global" else frame_max, wheel)
-        video[i, r, c] = rgb.to(torch.float32) / 255.0
+    u, v = torch.cat(us), torch.cat(vs)
+    maxima = torch.cat(frame_max)
+    if normalize == "global":
+        maxima = maxima.max()
+    rgb = colorize(u, v, maxima, middlebury_colorwheel())
+    video[torch.cat(frame_index), torch.cat(row_index), torch.cat(col_index)] = rgb.to(torch.float32) / 255.0
     return video

@@ -113,7 +113,10 @@ def _from_motionkit(data, what: str) -> Trajectories:
         frames = raw.get("frames")
         if frames is not None and (not isinstance(frames, list) or not all(isinstance(f, int) and not isinstance(f, bool) for f in frames)):
             raise TrajectoryError(f"{where}.frames must be a list of integers (one frame index per point)")
-        tracks.append(Track(points, str(raw.get("name") or ""), frames))
+        lost_at = raw.get("lost_at")
+        if lost_at is not None and (not isinstance(lost_at, int) or isinstance(lost_at, bool)):
+            raise TrajectoryError(f"{where}.lost_at must be a frame index (an integer)")
+        tracks.append(Track(points, str(raw.get("name") or ""), frames, lost_at))
     return Trajectories(canvas["width"], canvas["height"], tracks, num_frames)
 
 
@@ -170,3 +173,21 @@ def _point_lines(text: str, what: str) -> list[tuple[float, float]]:
 
 def _raise(message: str):
     raise TrajectoryError(message)
+
+
+def parse_points(text: str, what: str = "points") -> list[tuple[float, float]]:
+    """Loose points (seeds, not tracks): [x, y], [[x, y], ...], several such lists, or lines 'x,y'; at least one."""
+    stripped = (text or "").strip()
+    if not stripped:
+        raise TrajectoryError(f"{what}: no points given; write them as [[x, y], ...] or one 'x,y' per line")
+    if not stripped.startswith("["):
+        points = _point_lines(stripped, what)
+    else:
+        data = _load_json(stripped, "point_list", what)
+        if isinstance(data, list) and len(data) == 2 and all(isinstance(v, (int, float)) for v in data):
+            data = [data]
+        points = [p for track in _point_list_tracks(data, "point_list", what) for p in track.points]
+    for x, y in points:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise TrajectoryError(f"{what}: ({x}, {y}) is not a finite point")
+    return points

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
+import uuid
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from .data import Trajectories
-from .resample import arc_length_points
+from .resample import arc_length_points, timed_points
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 BACKGROUND = (40, 40, 40)
@@ -31,6 +33,15 @@ def _arrow_head(draw: ImageDraw.ImageDraw, start, end, color, size: float) -> No
     draw.polygon([end, left, right], fill=color)
 
 
+def save_reference_image(images: torch.Tensor, folder: str) -> str:
+    """Write the first image of an IMAGE batch as a PNG into `folder` (for the widget to show); returns its name."""
+    name = f"motionkit_reference_{uuid.uuid4().hex[:12]}.png"
+    pixels = (images[0, ..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    os.makedirs(folder, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(os.path.join(folder, name))
+    return name
+
+
 def draw_trajectories(trajectories: Trajectories, images: torch.Tensor | None = None,
                       line_width: int = 3, point_radius: int = 6) -> torch.Tensor:
     """IMAGE [F, H, W, 3]: each frame with every track (line, arrow head at its end, its colour) and
@@ -50,6 +61,10 @@ def draw_trajectories(trajectories: Trajectories, images: torch.Tensor | None = 
             positions.append(path)
         elif frames == 1:
             positions.append(path[:1])
+        elif track.frames is not None:  # timed (e.g. tracked) points: where the object is at each frame
+            span = (trajectories.num_frames or track.frames[-1] + 1) - 1
+            scale = (frames - 1) / span if span > 0 else 1.0
+            positions.append(timed_points(path, [f * scale for f in track.frames], frames))
         else:
             positions.append(arc_length_points(path, frames))
     head = max(6.0, 3.0 * line_width)
