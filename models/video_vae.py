@@ -1,4 +1,4 @@
-"""One object for every video VAE of the pack: EasyAnimate (V5/V5.1 cache mag VAE) and CogVideoX.
+"""One object for every video VAE of the pack: EasyAnimate V5/V5.1 (cache mag VAE) and CogVideoX.
 
 `load_video_vae(path)` detects the version from the keys (and config.json beside the
 file, when there is one) and returns a `VideoVAE`: the node type MOTIONKIT_VIDEO_VAE.
@@ -23,6 +23,8 @@ import torch
 from . import host
 from .cogvideox import vae as cogvideox_vae
 from .cogvideox import vae_keys as cogvideox_keys
+from .easyanimate import keys as easyanimate_keys
+from .easyanimate import magvit
 
 log = logging.getLogger("MotionKit")
 
@@ -244,7 +246,14 @@ def _build_cogvideox(state_dict, json_config, device, dtype, operations):
     return cogvideox_vae.CogVideoXVAE(cfg, device=device, dtype=dtype, operations=operations)
 
 
+def _build_magvit(state_dict, json_config, device, dtype, operations):
+    cfg = easyanimate_keys.magvit_config(state_dict, json_config)
+    return magvit.MagvitVAE(cfg, device=device, dtype=dtype, operations=operations)
+
+
 FORMATS: list[VideoVAEFormat] = [
+    VideoVAEFormat("EasyAnimate V5/V5.1 VAE", easyanimate_keys.MAGVIT_CONFIG_CLASSES,
+                   easyanimate_keys.MAGVIT_MARKER_KEYS, _build_magvit),
     VideoVAEFormat("CogVideoX VAE", ("AutoencoderKLCogVideoX",), cogvideox_keys.MARKER_KEYS, _build_cogvideox),
 ]
 
