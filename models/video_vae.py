@@ -176,13 +176,16 @@ class VideoVAE:
                           device=host.intermediate_device())
         work_h, work_w = (min(h, tiles.tile_h), min(w, tiles.tile_w)) if tiles else (h, w)
         device = self._prepare(self._work_bytes(b, max(counts), work_h * ratio, work_w * ratio))
-        z = latent / self.scaling_factor
+        scale = self.scaling_factor
+
+        def step(piece, state):
+            return self.net.decode_step(piece / scale, state)
 
         def write(out, frame, y):
             y = (y.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1)
             out[:, frame:frame + y.shape[1]] = y.to(out.device)
 
-        self._stream(z, chunks, self.net.decode_step, counts, out, write, tiles, (h * ratio, w * ratio), device)
+        self._stream(latent, chunks, step, counts, out, write, tiles, (h * ratio, w * ratio), device)
         return out.flatten(0, 1)
 
     def encode(self, images: torch.Tensor, tiles: TilePlan | None = None) -> torch.Tensor:
