@@ -1,4 +1,4 @@
-"""One object for every video VAE of the pack: EasyAnimate (V5/V5.1 cache mag VAE) and CogVideoX.
+"""One object for every video VAE of the pack: EasyAnimate V5/V5.1 (cache mag VAE) and CogVideoX.
 
 `load_video_vae(path)` detects the version from the keys (and config.json beside the
 file, when there is one) and returns a `VideoVAE`: the node type MOTIONKIT_VIDEO_VAE.
@@ -23,6 +23,8 @@ import torch
 from . import host
 from .cogvideox import vae as cogvideox_vae
 from .cogvideox import vae_keys as cogvideox_keys
+from .easyanimate import keys as easyanimate_keys
+from .easyanimate import magvit
 
 log = logging.getLogger("MotionKit")
 
@@ -174,13 +176,16 @@ class VideoVAE:
                           device=host.intermediate_device())
         work_h, work_w = (min(h, tiles.tile_h), min(w, tiles.tile_w)) if tiles else (h, w)
         device = self._prepare(self._work_bytes(b, max(counts), work_h * ratio, work_w * ratio))
-        z = latent / self.scaling_factor
+        scale = self.scaling_factor
+
+        def step(piece, state):
+            return self.net.decode_step(piece / scale, state)
 
         def write(out, frame, y):
             y = (y.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1)
             out[:, frame:frame + y.shape[1]] = y.to(out.device)
 
-        self._stream(z, chunks, self.net.decode_step, counts, out, write, tiles, (h * ratio, w * ratio), device)
+        self._stream(latent, chunks, step, counts, out, write, tiles, (h * ratio, w * ratio), device)
         return out.flatten(0, 1)
 
     def encode(self, images: torch.Tensor, tiles: TilePlan | None = None) -> torch.Tensor:
@@ -244,7 +249,14 @@ def _build_cogvideox(state_dict, json_config, device, dtype, operations):
     return cogvideox_vae.CogVideoXVAE(cfg, device=device, dtype=dtype, operations=operations)
 
 
+def _build_magvit(state_dict, json_config, device, dtype, operations):
+    cfg = easyanimate_keys.magvit_config(state_dict, json_config)
+    return magvit.MagvitVAE(cfg, device=device, dtype=dtype, operations=operations)
+
+
 FORMATS: list[VideoVAEFormat] = [
+    VideoVAEFormat("EasyAnimate V5/V5.1 VAE", easyanimate_keys.MAGVIT_CONFIG_CLASSES,
+                   easyanimate_keys.MAGVIT_MARKER_KEYS, _build_magvit),
     VideoVAEFormat("CogVideoX VAE", ("AutoencoderKLCogVideoX",), cogvideox_keys.MARKER_KEYS, _build_cogvideox),
 ]
 
