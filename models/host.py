@@ -214,3 +214,9 @@ def run_with_progress(steps: int, step: Callable[[int], None]) -> None:
         check_interrupt()
         step(i)
         bar.update(1)
+
+
+# ---- animatediff
+if IN_COMFYUI:
+    import comfy.context_windows  # noqa: F401,E402  frame-axis context windows for long AnimateDiff videos
+    import comfy.ldm.modules.diffusionmodules.openaimodel  # noqa: F401,E402  the SD UNet motion modules go into

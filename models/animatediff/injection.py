@@ -15,6 +15,7 @@ Used only inside ComfyUI (it needs `host.comfy`).
 from __future__ import annotations
 
 import contextvars
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,10 @@ class FramesGroupNorm(nn.Module):
         self.weight, self.bias = norm.weight, norm.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = _FRAMES.get() or 1
+        frames = _FRAMES.get()
+        if frames is None:
+            raise MotionModuleError("MotionKit's frame-joint GroupNorm ran outside a sampling call of its model "
+                                    "(the number of frames is unknown); sample with a KSampler")
         weight = None if self.weight is None else self.weight.to(x)
         bias = None if self.bias is None else self.bias.to(x)
         bf, c = x.shape[:2]
@@ -65,7 +69,7 @@ def video_frames(x: torch.Tensor, transformer_options: dict, info) -> int:
         raise MotionModuleError(
             f"{frames} frames are more than the motion module {info.describe()} can see at once. "
             f"For long videos add ComfyUI's 'Context Windows (Manual)' node after Apply Motion Module "
-            f"(context_length {info.config.max_frames} or less, e.g. 16; dim 0) so the KSampler samples "
+            f"(context_length {info.config.max_frames} or less, dim 0) so the KSampler samples "
             f"overlapping windows, or make the latent batch (frames) at most {info.config.max_frames}")
     return frames
 
@@ -184,12 +188,47 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
             _FRAMES.reset(token)
 
     patched.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, KEY, frames_of_call)
+    patched.add_wrapper_with_key(ext.WrappersMP.OUTER_SAMPLE, KEY, frame_windows_for_this_run)
     mode = info.unet_groupnorm if groupnorm == "auto" else groupnorm
     if mode == ACROSS_FRAMES:
         for path in _groupnorm_paths(unet):
             norm = host.comfy.utils.get_attr(unet, path)
             patched.add_object_patch(f"diffusion_model.{path}", FramesGroupNorm(norm))
     return patched
+
+
+@functools.cache
+def _frame_window_handler_class():
+    base = host.comfy.context_windows.IndexListContextHandler
+
+    class FrameWindowHandler(base):
+        """ComfyUI's IndexListContextHandler for windows over the batch (frame) axis.
+
+        ComfyUI 0.3.64's `set_step` compares the sampler's sigmas with the whole timestep
+        batch, which has one entry per frame when dim is 0, and fails for any video whose
+        frame count is not 1 or steps + 1. All frames share the step's sigma, so the first
+        entry is compared. Everything else (schedules, overlap, fusing) is ComfyUI's.
+        """
+
+        def set_step(self, timestep, model_options):
+            super().set_step(timestep[:1], model_options)
+
+    return FrameWindowHandler
+
+
+def frame_windows_for_this_run(executor, *args, **kwargs):
+    """OUTER_SAMPLE wrapper: in this sampling run's own copy of model_options, use the frame-axis
+    handler in place of an IndexListContextHandler over dim 0 (set by 'Context Windows (Manual)')."""
+    guider = executor.class_obj
+    handler = guider.model_options.get("context_handler")
+    cls = _frame_window_handler_class()
+    if type(handler) is host.comfy.context_windows.IndexListContextHandler and handler.dim == 0:
+        fixed = cls(context_schedule=handler.context_schedule, fuse_method=handler.fuse_method,
+                    context_length=handler.context_length, context_overlap=handler.context_overlap,
+                    context_stride=handler.context_stride, closed_loop=handler.closed_loop, dim=0)
+        fixed.callbacks = handler.callbacks
+        guider.model_options["context_handler"] = fixed  # a per-run clone made by CFGGuider.sample
+    return executor(*args, **kwargs)
 
 
 def animatediff_beta_schedule(model, schedule: str):
