@@ -85,13 +85,11 @@ def _main(models_dir: Path) -> None:
     harness.import_pack()
     import safetensors.torch
     import torch
-    import comfy.clip_model
-    import comfy.ldm.models.autoencoder
-    import comfy.ops
-    import comfy.sd1_clip
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from motionkit.models import host
     from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig
 
+    comfy = host.comfy  # the pack reaches ComfyUI through its host adapter
+    UNetModel = comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel
     ops = comfy.ops.disable_weight_init
     with torch.device("meta"):
         unet = _shapes(UNetModel(**SD15_UNET, device="meta", operations=ops))
@@ -139,9 +137,9 @@ def _main(models_dir: Path) -> None:
 
 def _diffusers_name(ldm_key: str) -> str:
     """LDM UNet name of an attention projection -> diffusers name (what kohya LoRA keys are built from)."""
-    import comfy.utils
+    from motionkit.models import host
 
-    reverse = {v: k for k, v in comfy.utils.unet_to_diffusers(SD15_UNET).items()}
+    reverse = {v: k for k, v in host.comfy.utils.unet_to_diffusers(SD15_UNET).items()}
     return reverse[ldm_key + ".weight"][: -len(".weight")]
 
 
