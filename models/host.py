@@ -228,3 +228,10 @@ if IN_COMFYUI:
     import comfy.latent_formats
     import comfy.model_sampling
     import comfy.supported_models_base
+
+
+# ---- animatediff
+if IN_COMFYUI:
+    import comfy.context_windows  # noqa: F401,E402  frame-axis context windows for long AnimateDiff videos
+    import comfy.ldm.modules.diffusionmodules.openaimodel  # noqa: F401,E402  the SD UNet motion modules go into
+    import comfy.sd  # noqa: F401,E402  (with comfy.sd1_clip, comfy.ldm.models.autoencoder) shapes of the SD1.5 test checkpoint
