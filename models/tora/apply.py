@@ -34,7 +34,8 @@ def apply_tora(model, tora_patcher, motion_latents: torch.Tensor, strength: floa
     from ..cogvideox.transformer import VIDEO_NORM_PATCH
 
     if not comfy_glue.is_cogvideox(model):
-        kind = type(getattr(model, "model", model)).__name__
+        inner = getattr(model, "model", model)
+        kind = type(getattr(inner, "model_config", inner)).__name__
         raise ToraModelError(f"MotionKit Apply Tora needs a CogVideoX MODEL (from MotionKit Load CogVideoX); the "
                              f"model input is a {kind} model. Tora's fusers only fit CogVideoX-5B's blocks")
     dit = model.model.diffusion_model
