@@ -216,6 +216,12 @@ def run_with_progress(steps: int, step: Callable[[int], None]) -> None:
         bar.update(1)
 
 
+# ---- trajectory
+def temp_directory() -> str:
+    """Where previews shown in the browser are written (ComfyUI's temp folder, served by /view?type=temp)."""
+    return _folder_paths.get_temp_directory() if IN_COMFYUI else os.path.abspath("temp")
+
+
 # ---- tora (CogVideoX as a ComfyUI model: models/cogvideox/comfy_glue.py)
 if IN_COMFYUI:
     import comfy.conds
