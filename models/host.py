@@ -227,4 +227,6 @@ if IN_COMFYUI:
     import comfy.conds
     import comfy.latent_formats
     import comfy.model_sampling
+    import comfy.sd
     import comfy.supported_models_base
+    import comfy.text_encoders.sd3_clip

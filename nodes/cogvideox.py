@@ -58,6 +58,29 @@ class MotionKitCogVideoXTextEncode:
         return (clip.encode_from_tokens_scheduled(tokens),)
 
 
+class MotionKitLoadT5:
+    DESCRIPTION = ("Loads a T5 v1.1 encoder of any size from models/text_encoders as a CLIP (T5-XXL for CogVideoX, or "
+                   "a smaller one), reading its size from the weights; core Load CLIP (type sd3) also loads T5-XXL.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "t5_name": (host.model_filenames("text_encoders"), {
+                "tooltip": "The T5 encoder file in models/text_encoders (e.g. t5xxl_fp16.safetensors)."}),
+        }}
+
+    RETURN_TYPES = ("CLIP",)
+    RETURN_NAMES = ("clip",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, t5_name):
+        host.require_comfyui("MotionKit Load T5")
+        from ..models.cogvideox import comfy_glue
+
+        return (comfy_glue.load_t5(host.model_path("text_encoders", t5_name)),)
+
+
 class MotionKitCogVideoXScheduler:
     DESCRIPTION = ("CogVideoX's DDIM/DPM timesteps ('trailing' spacing) as SIGMAS for SamplerCustom(Advanced); "
                    "core 'simple' matches them only when 1000 is divisible by the step count.")
@@ -85,9 +108,11 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitLoadCogVideoX": MotionKitLoadCogVideoX,
     "MotionKitCogVideoXTextEncode": MotionKitCogVideoXTextEncode,
     "MotionKitCogVideoXScheduler": MotionKitCogVideoXScheduler,
+    "MotionKitLoadT5": MotionKitLoadT5,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadCogVideoX": "MotionKit Load CogVideoX",
     "MotionKitCogVideoXTextEncode": "MotionKit CogVideoX Text Encode",
     "MotionKitCogVideoXScheduler": "MotionKit CogVideoX Scheduler",
+    "MotionKitLoadT5": "MotionKit Load T5 (any size)",
 }

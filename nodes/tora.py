@@ -68,3 +68,37 @@ class MotionKitApplyTora:
 
 NODE_CLASS_MAPPINGS = {"MotionKitLoadTora": MotionKitLoadTora, "MotionKitApplyTora": MotionKitApplyTora}
 NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitLoadTora": "MotionKit Load Tora", "MotionKitApplyTora": "MotionKit Apply Tora"}
+
+
+class MotionKitMotionVAEEncode:
+    DESCRIPTION = ("Encodes the trajectory flow video (from Trajectories to Flow) into Tora's motion latents with the "
+                   "CogVideoX VAE, streamed in temporal chunks (and spatial tiles), scaled by 0.7 as Tora does.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from .video_vae import TILE_INPUTS, VIDEO_VAE
+
+        return {"required": {
+            "video_vae": (VIDEO_VAE, {"tooltip": "The CogVideoX VAE from Load Video VAE (MotionKit)."}),
+            "flow_video": ("IMAGE", {"tooltip": "The RGB flow video: 4k+1 frames, width and height multiples of 16, "
+                                                "the same as the video you sample."}),
+            "scaling_factor": ("FLOAT", {"default": 0.7, "min": 0.0001, "max": 10.0, "step": 0.0001,
+                                         "tooltip": "Latent scale of the motion latents; Tora (CogVideoX-5B) uses 0.7."}),
+            **TILE_INPUTS,
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("motion_latents",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+
+    def encode(self, video_vae, flow_video, scaling_factor, tile_size, tile_overlap):
+        from ..models.tora.motion import encode_motion
+        from .video_vae import _tiles
+
+        tiles = _tiles(video_vae, tile_size, tile_overlap, False)
+        return ({"samples": encode_motion(video_vae, flow_video, scaling_factor, tiles)},)
+
+
+NODE_CLASS_MAPPINGS["MotionKitMotionVAEEncode"] = MotionKitMotionVAEEncode
+NODE_DISPLAY_NAME_MAPPINGS["MotionKitMotionVAEEncode"] = "MotionKit Motion VAE Encode"

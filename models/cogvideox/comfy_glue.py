@@ -133,3 +133,40 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
     keys.check_keys(model.diffusion_model, sd, source)
     model.load_model_weights(sd, "")
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
+
+
+# ---------------------------------------------------------------- T5 text encoder of any size
+T5_BLOCK = "encoder.block.{}.layer.0.SelfAttention.q.weight"
+
+
+def t5_config_from_state_dict(sd: dict, source: str = "the file") -> dict:
+    """ComfyUI T5 config (t5xxl_model_config) read from the key shapes of a T5 encoder file."""
+    needed = ("shared.weight", T5_BLOCK.format(0), "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+              "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise ValueError(f"{source} is not a T5 v1.1 encoder (as T5-XXL): missing {', '.join(missing)}")
+    layers = 0
+    while T5_BLOCK.format(layers) in sd:
+        layers += 1
+    heads = sd[needed[3]].shape[1]
+    return dict(vocab_size=sd["shared.weight"].shape[0], d_model=sd["shared.weight"].shape[1], num_layers=layers,
+                num_heads=heads, d_kv=sd[needed[1]].shape[0] // heads, d_ff=sd[needed[2]].shape[0])
+
+
+def load_t5(path: str):
+    """A CLIP (T5 only, SD3-type tokenizer) for a T5 v1.1 encoder file of any size, through ComfyUI's CLIP class."""
+    source = f"'{os.path.basename(path)}'"
+    sd = host.load_state_dict(path)
+    config = t5_config_from_state_dict(sd, source)
+    sd3 = comfy.text_encoders.sd3_clip
+    target = comfy.supported_models_base.ClipTarget(sd3.SD3Tokenizer, sd3.sd3_clip(
+        clip_l=False, clip_g=False, t5=True, dtype_t5=comfy.utils.weight_dtype(sd)))
+    clip = comfy.sd.CLIP(target, parameters=comfy.utils.calculate_parameters(sd),
+                         model_options={"t5xxl_model_config": config})
+    missing, unexpected = clip.load_sd(sd)
+    missing = [k for k in missing if k != "logit_scale"]
+    if missing or unexpected:
+        raise ValueError(f"{source} does not fill the T5 encoder read from its shapes ({config}): missing "
+                         f"{missing[:8]}, unexpected {unexpected[:8]}")
+    return clip
