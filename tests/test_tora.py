@@ -391,3 +391,79 @@ def test_apply_tora_refuses_sd15_and_mismatched_widths(tiny_models, tmp_path):
     assert str(error.value) == ("the Tora weights have 2 fusers of width 64, but the CogVideoX model has 2 blocks of "
                                 "width 32: Tora was trained for CogVideoX-5B (42 blocks of width 3072); load that "
                                 "transformer")
+
+
+# ---------------------------------------------------------------- motion latents
+@pytest.mark.host
+def test_motion_vae_encode_scales_cogvideox_latents_and_checks_the_flow(tmp_path):
+    sys.path.insert(0, str(harness.ROOT / "scripts"))
+    from tiny_checkpoints import video_vae as tiny_vae
+
+    from motionkit.models import video_vae
+    from motionkit.models.tora.motion import MotionEncodeError
+    from motionkit.nodes.tora import MotionKitMotionVAEEncode
+
+    vae = video_vae.load_video_vae(str(tiny_vae.write(tmp_path)[0]))
+    torch.manual_seed(0)
+    flow = torch.rand(9, 32, 48, 3)
+    (latents,) = MotionKitMotionVAEEncode().encode(vae, flow, 0.7, 0, 64)
+    plain = vae.encode(flow)
+    assert latents["samples"].shape == (1, 16, 3, 4, 6)
+    assert torch.allclose(latents["samples"], plain * (0.7 / vae.scaling_factor), atol=1e-6)
+    with pytest.raises(MotionEncodeError) as error:
+        MotionKitMotionVAEEncode().encode(vae, torch.rand(8, 40, 48, 3), 0.7, 0, 64)
+    assert str(error.value) == ("the flow video has 8 frames (CogVideoX needs 4k+1 frames, e.g. 5 or 9) and 48x40 "
+                                "pixels (width and height must be multiples of 16): make the trajectory flow with the "
+                                "frame count and size of the video you sample")
+
+
+@pytest.mark.host
+def test_load_t5_reads_the_size_from_the_file(tmp_path):
+    from motionkit.models.cogvideox import comfy_glue
+
+    files = tiny_cog.write(tmp_path)
+    assert comfy_glue.t5_config_from_state_dict(tiny_cog.tiny_t5_state_dict()) == tiny_cog.TINY_T5
+    clip = comfy_glue.load_t5(str(files[1]))
+    from motionkit.nodes.cogvideox import MotionKitCogVideoXTextEncode
+
+    (conditioning,) = MotionKitCogVideoXTextEncode().encode(clip, "a ball")
+    assert conditioning[0][0].shape == (1, 226, 64)
+    with pytest.raises(ValueError, match=r"'motionkit_tiny_cogvideox.safetensors' is not a T5 v1.1 encoder"):
+        comfy_glue.load_t5(str(files[0]))
+
+
+# ---------------------------------------------------------------- the example workflow in the real ComfyUI
+def _frames(path):
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+@pytest.mark.host
+def test_example_workflow_drives_core_ksampler_with_tora(comfy_server, tmp_path):
+    import json
+
+    import numpy as np
+
+    workflow = harness.ROOT / "example_workflows" / "tora_trajectory_to_video.json"
+    api = tmp_path / "api.json"
+    outputs = comfy_server.run_ui_workflow(workflow, api_out=api)
+    prompt = json.loads(api.read_text())
+    types = {node["class_type"] for node in prompt.values()}
+    assert {"MotionKitApplyTora", "KSampler", "MotionKitMotionVAEEncode", "SaveVideo"} <= types
+    (video,) = comfy_server.output_files(outputs)
+    guided = _frames(video)
+    assert len(guided) == 9 and guided[0].shape == (64, 96, 3)
+    graph = json.loads(workflow.read_text())
+    for node in graph["nodes"]:
+        if node["type"] == "MotionKitApplyTora":
+            node["widgets_values"][0] = 0.0
+        if node["type"] == "SaveVideo":
+            node["widgets_values"][0] = "video/motionkit_tora_strength0"
+    unguided_workflow = tmp_path / "strength0.json"
+    unguided_workflow.write_text(json.dumps(graph))
+    (unguided_video,) = comfy_server.output_files(comfy_server.run_ui_workflow(unguided_workflow))
+    unguided = _frames(unguided_video)
+    assert len(unguided) == 9
+    assert np.abs(np.stack(guided).astype(int) - np.stack(unguided).astype(int)).mean() > 0.5
