@@ -104,12 +104,17 @@ def is_cogvideox(model_patcher) -> bool:
 
 def load_cogvideox(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the CogVideoX transformer of `path` (diffusers keys, one file or shards)."""
-    source = f"'{os.path.basename(path)}'"
     state_dict = {}
     for shard in keys.shard_paths(path):
         state_dict.update(host.load_state_dict(shard))
+    return build_cogvideox(state_dict, f"'{os.path.basename(path)}'", keys.read_folder_config(path),
+                           lambda config: keys.snr_shift_scale(path, config), weight_dtype)
+
+
+def build_cogvideox(state_dict: dict, source: str = "the checkpoint", folder_config: dict | None = None,
+                    snr_shift_scale=None, weight_dtype: str = "default"):
+    """A ModelPatcher for a CogVideoX state dict (any supported key layout); snr_shift_scale(config) -> float."""
     sd = keys.detect(state_dict, source)
-    folder_config = keys.read_folder_config(path)
     config = keys.config_from_state_dict(sd, folder_config)
     load_device, offload = host.torch_device(), host.offload_device()
     file_dtype = comfy.utils.weight_dtype(sd)
@@ -120,7 +125,8 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
             side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
             raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
                              f"set weight_dtype to 'fp32' (or load a bf16/fp32 file)")
-    config_obj = CogVideoXModelConfig(config, snr_shift_scale=keys.snr_shift_scale(path, config))
+    shift = snr_shift_scale(config) if snr_shift_scale else (1.0 if config["use_rotary_positional_embeddings"] else 3.0)
+    config_obj = CogVideoXModelConfig(config, snr_shift_scale=shift)
     parameters = comfy.utils.calculate_parameters(sd)
     if wanted is None:
         unet_dtype = comfy.model_management.unet_dtype(model_params=parameters, weight_dtype=file_dtype,

@@ -18,8 +18,11 @@ class ToraModelError(ValueError):
 
 def load_tora(paths: list[str]):
     """A ModelPatcher (ComfyUI) holding the ToraModel read from `paths` (one file, or the two split files)."""
-    source = " + ".join(f"'{os.path.basename(p)}'" for p in paths)
-    sd = loading.load_state_dicts(paths)
+    return build_tora(loading.load_state_dicts(paths), " + ".join(f"'{os.path.basename(p)}'" for p in paths))
+
+
+def build_tora(sd: dict, source: str = "the Tora weights"):
+    """A ModelPatcher holding a ToraModel with the (target-layout) tensors `sd`."""
     parameters = sum(v.numel() for v in sd.values())
     device = host.torch_device()
     dtype = torch.float32 if device.type == "cpu" else host.unet_dtype(parameters)
