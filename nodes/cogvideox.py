@@ -104,15 +104,37 @@ class MotionKitCogVideoXScheduler:
         return (schedule.sigmas_for_timesteps(sampling.sigmas, schedule.trailing_timesteps(steps), denoise),)
 
 
+class MotionKitCogVideoXDynamicCFG:
+    DESCRIPTION = ("CogVideoX's dynamic guidance (the pipelines' use_dynamic_cfg, recommended for 5B): the CFG scale "
+                   "of the sampler grows along a cosine ramp over the steps instead of staying constant.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {"tooltip": "A CogVideoX model; the sampler's cfg is the ramp's scale."})}}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "patch"
+    CATEGORY = CATEGORY
+
+    def patch(self, model):
+        host.require_comfyui("MotionKit CogVideoX Dynamic CFG")
+        from ..models.cogvideox import comfy_glue
+
+        return (comfy_glue.with_dynamic_cfg(model),)
+
+
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadCogVideoX": MotionKitLoadCogVideoX,
     "MotionKitCogVideoXTextEncode": MotionKitCogVideoXTextEncode,
     "MotionKitCogVideoXScheduler": MotionKitCogVideoXScheduler,
     "MotionKitLoadT5": MotionKitLoadT5,
+    "MotionKitCogVideoXDynamicCFG": MotionKitCogVideoXDynamicCFG,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadCogVideoX": "MotionKit Load CogVideoX",
     "MotionKitCogVideoXTextEncode": "MotionKit CogVideoX Text Encode",
     "MotionKitCogVideoXScheduler": "MotionKit CogVideoX Scheduler",
     "MotionKitLoadT5": "MotionKit Load T5 (any size)",
+    "MotionKitCogVideoXDynamicCFG": "MotionKit CogVideoX Dynamic CFG",
 }

@@ -176,3 +176,21 @@ def load_t5(path: str):
         raise ValueError(f"{source} does not fill the T5 encoder read from its shapes ({config}): missing "
                          f"{missing[:8]}, unexpected {unexpected[:8]}")
     return clip
+
+
+# ---------------------------------------------------------------- dynamic CFG
+def with_dynamic_cfg(model):
+    """A clone whose CFG scale follows CogVideoX pipelines' `use_dynamic_cfg` (schedule.dynamic_cfg_scale)."""
+    from .schedule import dynamic_cfg_scale
+
+    def cfg_function(args):
+        sampling = args["model"].model_sampling
+        timestep = float(sampling.timestep(args["sigma"]).reshape(-1)[0])
+        sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
+        steps = len(sigmas) - 1 if sigmas is not None else 50
+        scale = dynamic_cfg_scale(args["cond_scale"], timestep, steps)
+        return args["uncond"] + (args["cond"] - args["uncond"]) * scale
+
+    patched = model.clone()
+    patched.set_model_sampler_cfg_function(cfg_function)
+    return patched
