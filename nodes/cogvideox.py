@@ -124,12 +124,36 @@ class MotionKitCogVideoXDynamicCFG:
         return (comfy_glue.with_dynamic_cfg(model),)
 
 
+class MotionKitCogVideoXImageToVideo:
+    DESCRIPTION = ("For CogVideoX-5B-I2V: attaches the start image's latent (Video VAE Encode of one frame with the "
+                   "CogVideoX VAE) to both conditionings; the model sees it, zero-padded over time, beside the noise.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning."}),
+            "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+            "start_latent": ("LATENT", {"tooltip": "The start image encoded by the CogVideoX VAE (its first latent "
+                                                   "frame is used); same size as the sampled video."}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+    FUNCTION = "attach"
+    CATEGORY = CATEGORY
+
+    def attach(self, positive, negative, start_latent):
+        image = start_latent["samples"][:, :, :1]
+        return tuple([[c[0], {**c[1], "concat_latent_image": image}] for c in cond] for cond in (positive, negative))
+
+
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadCogVideoX": MotionKitLoadCogVideoX,
     "MotionKitCogVideoXTextEncode": MotionKitCogVideoXTextEncode,
     "MotionKitCogVideoXScheduler": MotionKitCogVideoXScheduler,
     "MotionKitLoadT5": MotionKitLoadT5,
     "MotionKitCogVideoXDynamicCFG": MotionKitCogVideoXDynamicCFG,
+    "MotionKitCogVideoXImageToVideo": MotionKitCogVideoXImageToVideo,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadCogVideoX": "MotionKit Load CogVideoX",
@@ -137,4 +161,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitCogVideoXScheduler": "MotionKit CogVideoX Scheduler",
     "MotionKitLoadT5": "MotionKit Load T5 (any size)",
     "MotionKitCogVideoXDynamicCFG": "MotionKit CogVideoX Dynamic CFG",
+    "MotionKitCogVideoXImageToVideo": "MotionKit CogVideoX Image to Video",
 }

@@ -95,7 +95,31 @@ class CogVideoXModel(comfy.model_base.BaseModel):
         cross_attn = kwargs.get("cross_attn", None)
         if cross_attn is not None:
             out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
+        concat = self.concat_cond(**kwargs)
+        if concat is not None:
+            out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
         return out
+
+    def concat_cond(self, **kwargs):
+        """5B-I2V: the start image's latent frames, zero-padded over time, as extra input channels."""
+        noise = kwargs.get("noise", None)
+        extra = self.diffusion_model.in_channels - self.latent_format.latent_channels
+        if noise is None or extra <= 0:
+            return None
+        image = kwargs.get("concat_latent_image", None)
+        shape = list(noise.shape)
+        shape[1] = extra
+        padded = torch.zeros(shape, dtype=noise.dtype, device=noise.device)
+        if image is None:
+            return padded
+        if image.ndim != 5 or image.shape[1] != extra or image.shape[-2:] != noise.shape[-2:]:
+            raise ValueError(f"the start image latent has shape {tuple(image.shape)}, but this CogVideoX I2V model "
+                             f"samples {tuple(noise.shape)}: encode a start image of the video's size with the "
+                             f"CogVideoX VAE")
+        frames = min(image.shape[2], noise.shape[2])
+        image = comfy.utils.resize_to_batch_size(image[:, :, :frames].to(noise), noise.shape[0])
+        padded[:, :, :frames] = image
+        return padded
 
 
 def is_cogvideox(model_patcher) -> bool:
