@@ -9,7 +9,7 @@ resident memory (VmHWM) is its own:
 - reference: diffusers' CogVideoXTransformer3DModel with the official Tora extractor and fusers
   (tests/tora_reference.py), stepped by CogVideoXDDIMScheduler (the official pipeline's loop,
   extractor run every step as the official code does).
-Prints seconds and peak MiB per side and the ratios ours/reference.
+Prints seconds and peak MiB per side (the best of --repeat alternating runs) and the ratios ours/reference.
 """
 from __future__ import annotations
 
@@ -57,9 +57,14 @@ def run_ours(args) -> dict:
     import harness
 
     harness.setup_comfy_in_process()
+    if args.attention == "pytorch":  # as `main.py --use-pytorch-cross-attention` (before model_management loads)
+        import comfy.cli_args
+
+        comfy.cli_args.args.use_pytorch_cross_attention = True
     harness.import_pack()
     import torch
     import nodes
+    import comfy.ldm.modules.attention as attention
 
     from motionkit.models.cogvideox import comfy_glue
     from motionkit.models.tora.apply import apply_tora, build_tora
@@ -72,7 +77,7 @@ def run_ours(args) -> dict:
     with torch.inference_mode():
         nodes.common_ksampler(model, 0, args.steps, 6.0, "euler", "simple", [[positive, {}]], [[negative, {}]],
                               latent, disable_noise=False)
-    return {"seconds": time.perf_counter() - start}
+    return {"seconds": time.perf_counter() - start, "attention": attention.optimized_attention.__name__}
 
 
 def run_reference(args) -> dict:
@@ -112,6 +117,10 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=25)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=192)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side, alternating; the fastest is reported")
+    parser.add_argument("--attention", choices=["default", "pytorch"], default="default",
+                        help="ComfyUI's attention: its default for the device (sub-quadratic on CPU) or "
+                             "--use-pytorch-cross-attention (SDPA, what the reference uses)")
     parser.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
@@ -119,17 +128,22 @@ def main() -> int:
         result["peak_mib"] = _peak_mib()
         print(json.dumps(result))
         return 0
-    results = {}
-    for side in ("reference", "ours"):
-        done = subprocess.run([sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--frames",
-                               str(args.frames), "--height", str(args.height), "--width", str(args.width)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
-            return 1
-        results[side] = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = {"reference": [], "ours": []}
+    for _ in range(args.repeat):
+        for side in ("reference", "ours"):
+            command = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--frames",
+                       str(args.frames), "--height", str(args.height), "--width", str(args.width),
+                       "--attention", args.attention]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stderr, file=sys.stderr)
+                return 1
+            runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    results = {side: {"seconds": min(r["seconds"] for r in found), "peak_mib": min(r["peak_mib"] for r in found)}
+               for side, found in runs.items()}
+    attention_used = runs["ours"][0]["attention"]
     print(f"Tora + CogVideoX (tiny 5B-shaped DiT, {CONFIG['num_layers']} blocks), {args.frames} frames "
-          f"{args.width}x{args.height}, {args.steps} steps with CFG, CPU")
+          f"{args.width}x{args.height}, {args.steps} steps with CFG, CPU; ComfyUI attention: {attention_used}")
     for side in ("reference", "ours"):
         print(f"  {side:9s}: {results[side]['seconds']:.2f} s, peak {results[side]['peak_mib']:.0f} MiB")
     print(f"  ratio ours/reference: time {results['ours']['seconds'] / results['reference']['seconds']:.2f}x, "
