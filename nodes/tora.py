@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..models import host
+from .cogvideox import model_files
 
 CATEGORY = "MotionKit/Tora"
 NONE = "none"
@@ -14,7 +15,7 @@ class MotionKitLoadTora:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = host.model_filenames("tora")
+        files = model_files("tora")
         return {"required": {
             "tora_name": (files, {"tooltip": "A Tora file in models/tora (SAT .pt, diffusers transformer, or fuser.safetensors)."}),
             "extractor_name": ([NONE] + files, {"default": NONE,
