@@ -278,3 +278,90 @@ def test_text_encode_equals_cogvideox_pipeline_prompt_embeds():
     assert got.shape == expected.shape == (1, 226, 64)
     # the same tokens; float32 T5 implementations (ComfyUI's and transformers') differ in summation order only
     assert (got - expected).abs().max().item() <= 5e-5
+
+
+def _diffusers_ddim_sampling(tmp_path, steps, cfg, dynamic, seed=7):
+    """The CogVideoX pipeline's loop (CogVideoXDDIMScheduler, trailing, v-pred) and ours through core SamplerCustom."""
+    import comfy.sample
+    from comfy_extras.nodes_custom_sampler import KSamplerSelect, SamplerCustom
+    from diffusers import CogVideoXDDIMScheduler
+
+    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.nodes.cogvideox import MotionKitCogVideoXDynamicCFG, MotionKitCogVideoXScheduler
+
+    model = comfy_glue.load_cogvideox(str(_tiny_file(tmp_path)))
+    if dynamic:
+        (model,) = MotionKitCogVideoXDynamicCFG().patch(model)
+    reference = _diffusers()(**tiny.TINY_CONFIG, use_rotary_positional_embeddings=True).eval()
+    reference.load_state_dict(tiny.tiny_state_dict())
+    torch.manual_seed(0)
+    positive, negative = torch.randn(1, 226, 64), torch.randn(1, 226, 64)
+    latent = {"samples": torch.zeros(1, 16, 3, 8, 12)}
+    (sigmas,) = MotionKitCogVideoXScheduler().sigmas(model, steps)
+    (sampler,) = KSamplerSelect().get_sampler("euler")
+    ours = SamplerCustom().sample(model, True, seed, cfg, [[positive, {}]], [[negative, {}]], sampler, sigmas, latent)[0]
+
+    scheduler = CogVideoXDDIMScheduler(timestep_spacing="trailing", rescale_betas_zero_snr=True,
+                                       prediction_type="v_prediction", snr_shift_scale=1.0, clip_sample=False)
+    scheduler.set_timesteps(steps)
+    x = comfy.sample.prepare_noise(latent["samples"], seed).transpose(1, 2)
+    rotary = _reference_rope(16, 3, 4, 6, 30, 45)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            v = reference(torch.cat([x, x]), torch.cat([negative, positive]), t.expand(2), image_rotary_emb=rotary,
+                          return_dict=False)[0]
+            uncond, cond = v.chunk(2)
+            scale = schedule.dynamic_cfg_scale(cfg, t.item(), steps) if dynamic else cfg
+            x = scheduler.step(uncond + scale * (cond - uncond), t, x, return_dict=False)[0]
+    return ours["samples"], x.transpose(1, 2)
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("dynamic", [False, True], ids=["cfg", "dynamic_cfg"])
+def test_core_euler_with_our_sigmas_reproduces_the_cogvideox_ddim_loop(tmp_path, dynamic):
+    # 5 steps: 1000 is divisible by the step count, so the official DDIM steps land on the next timestep exactly
+    ours, expected = _diffusers_ddim_sampling(tmp_path, steps=5, cfg=6.0, dynamic=dynamic)
+    # the only difference: ComfyUI's stand-in for alpha-bar = 0 at t = 999 (4.9e-8)
+    assert (ours - expected).abs().max().item() <= 1e-3 * expected.abs().max().item()
+
+
+@pytest.mark.host
+def test_i2v_model_concatenates_the_start_latent_like_the_pipeline(tmp_path):
+    """5B-I2V layout (32 input channels, learned positions) from a diffusers folder with config.json."""
+    import json
+
+    import nodes
+    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.nodes.cogvideox import MotionKitCogVideoXImageToVideo
+
+    config = dict(tiny.TINY_CONFIG, in_channels=32, sample_height=8, sample_width=12, sample_frames=9,
+                  use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True)
+    reference = _diffusers()(**config).eval()
+    torch.manual_seed(4)
+    state = {k: torch.randn_like(v) * 0.2 for k, v in reference.state_dict().items()}
+    reference.load_state_dict(state)
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    safetensors.torch.save_file(state, str(folder / "diffusion_pytorch_model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"_class_name": "CogVideoXTransformer3DModel", **config}))
+    patcher = comfy_glue.load_cogvideox(str(folder / "diffusion_pytorch_model.safetensors"))
+    model = patcher.model
+    start = torch.randn(1, 16, 3, 8, 12)
+    positive, negative = [[torch.randn(1, 226, 64), {}]], [[torch.randn(1, 226, 64), {}]]
+    positive, _negative = MotionKitCogVideoXImageToVideo().attach(positive, negative, {"samples": start})
+    noise = torch.randn(1, 16, 3, 8, 12)
+    concat = model.extra_conds(noise=noise, cross_attn=positive[0][0], **positive[0][1])["c_concat"].cond
+    assert torch.equal(concat[:, :, :1], start[:, :, :1]) and not concat[:, :, 1:].any()
+    sigma = model.model_sampling.sigmas[600].reshape(1)
+    alphas = comfy_glue.cogvideox_alphas_cumprod(1.0)
+    with torch.no_grad():
+        got = model.apply_model(noise, sigma, c_concat=concat, c_crossattn=positive[0][0])
+        sample = noise * alphas[600].sqrt().float()
+        rotary = _reference_rope(16, 3, 4, 6, 4, 6)
+        v = reference(torch.cat([sample, concat], dim=1).transpose(1, 2), positive[0][0], torch.tensor([600]),
+                      image_rotary_emb=rotary, return_dict=False)[0].transpose(1, 2)
+        expected = alphas[600].sqrt().float() * sample - (1 - alphas[600]).sqrt().float() * v
+    assert (got - expected).abs().max().item() <= 1e-4 * max(1.0, expected.abs().max().item())
+    latent = {"samples": torch.zeros(1, 16, 3, 8, 12)}
+    (out,) = nodes.common_ksampler(patcher, 0, 2, 5.0, "euler", "simple", positive, _negative, latent)
+    assert out["samples"].shape == (1, 16, 3, 8, 12) and torch.isfinite(out["samples"]).all()

@@ -179,8 +179,11 @@ class CogVideoXAttention(nn.Module):
             cos, sin = rope
             q = torch.cat([q[:, :, :text_length], apply_rope(q[:, :, text_length:], cos, sin)], dim=2)
             k = torch.cat([k[:, :, :text_length], apply_rope(k[:, :, text_length:], cos, sin)], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.to_out[0](out.transpose(1, 2).reshape(b, n, -1))
+        if host.IN_COMFYUI:  # ComfyUI's choice of attention kernel (pytorch, xformers, sage, flash...)
+            out = host.comfy.ldm.modules.attention.optimized_attention(q, k, v, self.heads, skip_reshape=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1)
+        return self.to_out[0](out)
 
 
 class CogVideoXFeedForward(nn.Module):

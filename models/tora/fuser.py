@@ -42,8 +42,9 @@ class ToraFuser(nn.Module):
         gamma = self._modulation(self.flow_gamma_spatial, self.flow_gamma_temporal, flow, frames)
         beta = self._modulation(self.flow_beta_spatial, self.flow_beta_temporal, flow, frames)
         norm = self.flow_cond_norm
-        normed = F.group_norm(h.float(), norm.num_groups, norm.weight.to(h.device, torch.float32),
-                              norm.bias.to(h.device, torch.float32), norm.eps).to(h.dtype)
+        precise = torch.promote_types(h.dtype, torch.float32)  # GroupNorm in at least float32 (official FloatGroupNorm)
+        normed = F.group_norm(h.to(precise), norm.num_groups, norm.weight.to(h.device, precise),
+                              norm.bias.to(h.device, precise), norm.eps).to(h.dtype)
         return h + strength * (normed * gamma + beta)
 
 
