@@ -150,13 +150,11 @@ def colorize(u: torch.Tensor, v: torch.Tensor, max_norm: torch.Tensor, wheel: to
     k0 = torch.floor(fk).to(torch.long)
     k1 = k0 + 1
     k1[k1 == wheel.shape[0]] = 0
-    f = fk - k0
-    out = torch.empty(u.shape[0], 3, dtype=torch.uint8)
-    for c in range(3):
-        col = (1 - f) * (wheel[k0, c] / 255.0) + f * (wheel[k1, c] / 255.0)
-        col = 1 - norm * (1 - col)
-        out[:, c] = torch.floor(255 * col).to(torch.uint8)
-    return out
+    f = (fk - k0).unsqueeze(1)
+    # the three channels at once: the same float32 operations per element as torchvision's loop over channels
+    col = (1 - f) * (wheel[k0] / 255.0) + f * (wheel[k1] / 255.0)
+    col = 1 - norm.unsqueeze(1) * (1 - col)
+    return torch.floor(255 * col).to(torch.uint8)
 
 
 def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: int, normalize: str = "global",
@@ -168,7 +166,7 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     pixels = track_pixels(trajectories, width, height)
     kernel = gaussian_1d(size, sigma)
     rows, cols = _AxisWeights(height, kernel), _AxisWeights(width, kernel)
-    frame_index, row_index, col_index, us, vs, frame_max = [], [], [], [], [], []
+    flat_index, us, vs, frame_max = [], [], [], []
     for i, sources in enumerate(frame_sources(pixels)):
         check_interrupt()
         sources = {k: d for k, d in sources.items() if d != (0.0, 0.0)}  # after overwriting, as the official code
@@ -178,9 +176,7 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
         nonzero = (u != 0) | (v != 0)
         rr, cc = torch.nonzero(nonzero, as_tuple=True)
         u, v = u[nonzero], v[nonzero]
-        frame_index.append(torch.full_like(rr, i))
-        row_index.append(r[rr])
-        col_index.append(c[cc])
+        flat_index.append((i * height + r[rr]) * width + c[cc])
         us.append(u)
         vs.append(v)
         frame_max.append((u.pow(2) + v.pow(2)).sqrt().max().expand(u.shape[0]))
@@ -192,5 +188,5 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     if normalize == "global":
         maxima = maxima.max()
     rgb = colorize(u, v, maxima, middlebury_colorwheel())
-    video[torch.cat(frame_index), torch.cat(row_index), torch.cat(col_index)] = rgb.to(torch.float32) / 255.0
+    video.view(-1, 3).index_copy_(0, torch.cat(flat_index), rgb.to(torch.float32) / 255.0)
     return video
