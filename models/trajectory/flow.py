@@ -48,18 +48,27 @@ def reflect101(index: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class _AxisWeights:
-    """1D weights along one axis: column p of `matrix` is what a unit source at pixel p gives each output pixel,
-    reflect-101 border folded in (OpenCV pads by reflection, so taps beyond the edge read pixels inside)."""
+    """1D weights along one axis of length n: column p is what a unit source at pixel p gives each output pixel,
+    the reflect-101 border folded in (OpenCV pads by reflection, so taps beyond the edge read pixels inside).
+    Only outputs within half a kernel of p can read p (for n >= 50 a tap folds at most once; shorter axes lie
+    wholly inside that window), so each column costs one kernel-by-kernel comparison."""
 
     def __init__(self, length: int, kernel: torch.Tensor):
-        half = kernel.numel() // 2
-        outputs = torch.arange(length).unsqueeze(1).expand(length, kernel.numel())
-        sources = reflect101(outputs + torch.arange(-half, half + 1).unsqueeze(0), length)
-        self.matrix = torch.zeros(length, length, dtype=kernel.dtype)
-        self.matrix.index_put_((outputs.reshape(-1), sources.reshape(-1)), kernel.repeat(length), accumulate=True)
+        self.length, self.kernel, self.half = length, kernel, kernel.numel() // 2
+        self.taps = torch.arange(-self.half, self.half + 1)
+        self.columns: dict[int, torch.Tensor] = {}
+
+    def column(self, source: int) -> torch.Tensor:
+        if source not in self.columns:
+            outputs = torch.arange(max(0, source - self.half), min(self.length, source + self.half + 1))
+            reads = reflect101(outputs.unsqueeze(1) + self.taps.unsqueeze(0), self.length)
+            column = torch.zeros(self.length, dtype=self.kernel.dtype)
+            column[outputs] = (self.kernel * (reads == source)).sum(1)
+            self.columns[source] = column
+        return self.columns[source]
 
     def __call__(self, sources: list[int]) -> torch.Tensor:
-        return self.matrix[:, sources]
+        return torch.stack([self.column(p) for p in sources], 1)
 
 
 def track_pixels(trajectories: Trajectories, width: int, height: int) -> torch.Tensor:
