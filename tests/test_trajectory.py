@@ -155,6 +155,13 @@ def test_flow_on_a_video_smaller_than_the_kernel():
     assert torch.equal(rgb[~seam], ref_rgb[~seam])
 
 
+@pytest.mark.parametrize("height,width", [(2, 2), (5, 7), (3, 60), (49, 51)])
+def test_kernels_larger_than_the_video_fold_like_opencv(height, width):
+    pixels = torch.tensor([[[0, 0], [width - 1, height - 1], [width // 2, height // 2]]])
+    reference = official_video(pixels.tolist(), 3, height, width)[1]
+    assert ((flow.flow_field(pixels, height, width) - reference).abs() <= 1e-6 * reference.abs().max()).all()
+
+
 def test_frame_zero_and_still_tracks_are_white():
     video = flow.trajectories_to_flow_video(resample.resample(_set([(10, 10), (10, 10)]), 5), 240, 160)
     assert torch.equal(video, torch.ones(5, 160, 240, 3))

@@ -12,10 +12,11 @@ white). The RGB video is what the motion VAE encodes.
 
 The official code blurs every dense frame and colours every pixel. The flow
 is a few points per frame and the Gaussian is separable, so here each point
-contributes (displacement) x (column weights) x (row weights), where the
-weights fold the reflect-101 border into a 1D vector; only pixels inside the
-points' 99x99 windows are coloured, every other pixel is white. The result
-is the official one up to float round-off (see tests/test_trajectory.py).
+contributes (displacement) x (row weights) x (column weights), where the
+weights fold the reflect-101 border into a 1D vector. Only the points' 99x99
+windows can be nonzero: the field is evaluated there, for all frames in a few
+batched operations, and coloured; every other pixel is white. The result is
+the official one up to float round-off (see tests/test_trajectory.py).
 """
 from __future__ import annotations
 
@@ -48,18 +49,27 @@ def reflect101(index: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class _AxisWeights:
-    """1D weights along one axis: column p of `matrix` is what a unit source at pixel p gives each output pixel,
-    reflect-101 border folded in (OpenCV pads by reflection, so taps beyond the edge read pixels inside)."""
+    """1D weights along one axis of length n: column p is what a unit source at pixel p gives each output pixel,
+    the reflect-101 border folded in (OpenCV pads by reflection, so taps beyond the edge read pixels inside).
+    Only outputs within half a kernel of p can read p (for n >= 50 a tap folds at most once; shorter axes lie
+    wholly inside that window), so each column costs one kernel-by-kernel comparison."""
 
     def __init__(self, length: int, kernel: torch.Tensor):
-        half = kernel.numel() // 2
-        outputs = torch.arange(length).unsqueeze(1).expand(length, kernel.numel())
-        sources = reflect101(outputs + torch.arange(-half, half + 1).unsqueeze(0), length)
-        self.matrix = torch.zeros(length, length, dtype=kernel.dtype)
-        self.matrix.index_put_((outputs.reshape(-1), sources.reshape(-1)), kernel.repeat(length), accumulate=True)
+        self.length, self.kernel, self.half = length, kernel, kernel.numel() // 2
+        self.taps = torch.arange(-self.half, self.half + 1)
+        self.columns: dict[int, torch.Tensor] = {}
+
+    def column(self, source: int) -> torch.Tensor:
+        if source not in self.columns:
+            outputs = torch.arange(max(0, source - self.half), min(self.length, source + self.half + 1))
+            reads = reflect101(outputs.unsqueeze(1) + self.taps.unsqueeze(0), self.length)
+            column = torch.zeros(self.length, dtype=self.kernel.dtype)
+            column[outputs] = (self.kernel * (reads == source)).sum(1)
+            self.columns[source] = column
+        return self.columns[source]
 
     def __call__(self, sources: list[int]) -> torch.Tensor:
-        return self.matrix[:, sources]
+        return torch.stack([self.column(p) for p in sources], 1)
 
 
 def track_pixels(trajectories: Trajectories, width: int, height: int) -> torch.Tensor:
@@ -97,31 +107,19 @@ def frame_sources(pixels: torch.Tensor) -> list[dict[tuple[int, int], tuple[floa
     return result
 
 
-def _smoothed_block(sources, rows: _AxisWeights, cols: _AxisWeights):
-    """The smoothed (u, v) on the bounding block of the sources' support: (row index, col index, u, v) in float32."""
-    keys = list(sources)
-    row_w = rows([y for _x, y in keys])  # [H, S]
-    col_w = cols([x for x, _y in keys])  # [W, S]
-    row_idx = torch.nonzero(row_w.abs().sum(1)).squeeze(1)
-    col_idx = torch.nonzero(col_w.abs().sum(1)).squeeze(1)
-    row_w, col_w = row_w[row_idx], col_w[col_idx]
-    disp = torch.tensor([sources[k] for k in keys], dtype=torch.float64)  # [S, 2]
-    u = (row_w * disp[:, 0]) @ col_w.T
-    v = (row_w * disp[:, 1]) @ col_w.T
-    return row_idx, col_idx, u.to(torch.float32), v.to(torch.float32)
+def _nonzero_sources(pixels: torch.Tensor) -> list[dict[tuple[int, int], tuple[float, float]]]:
+    """frame_sources without zero displacements (dropped after later tracks overwrote a pixel, as officially)."""
+    return [{k: d for k, d in frame.items() if d != (0.0, 0.0)} for frame in frame_sources(pixels)]
 
 
 def flow_field(pixels: torch.Tensor, height: int, width: int,
                size: int = KERNEL_SIZE, sigma: float = KERNEL_SIGMA) -> torch.Tensor:
-    """The smoothed flow [frames, H, W, 2] (float32), dense; for checks and for nodes that want the field."""
-    kernel = gaussian_1d(size, sigma)
-    rows, cols = _AxisWeights(height, kernel), _AxisWeights(width, kernel)
+    """The smoothed flow [frames, H, W, 2] (float32), dense: the values the flow video is coloured from."""
     out = torch.zeros(pixels.shape[1], height, width, 2)
-    for i, sources in enumerate(frame_sources(pixels)):
-        if sources:
-            r, c, u, v = _smoothed_block(sources, rows, cols)
-            out[i, r.unsqueeze(1), c.unsqueeze(0), 0] = u
-            out[i, r.unsqueeze(1), c.unsqueeze(0), 1] = v
+    sources = _nonzero_sources(pixels)
+    if any(sources):
+        _frame, flat, u, v = _window_flow(sources, height, width, gaussian_1d(size, sigma))
+        out.view(-1, 2)[flat] = torch.stack([u, v], 1)
     return out
 
 
@@ -150,13 +148,58 @@ def colorize(u: torch.Tensor, v: torch.Tensor, max_norm: torch.Tensor, wheel: to
     k0 = torch.floor(fk).to(torch.long)
     k1 = k0 + 1
     k1[k1 == wheel.shape[0]] = 0
-    f = fk - k0
-    out = torch.empty(u.shape[0], 3, dtype=torch.uint8)
-    for c in range(3):
-        col = (1 - f) * (wheel[k0, c] / 255.0) + f * (wheel[k1, c] / 255.0)
-        col = 1 - norm * (1 - col)
-        out[:, c] = torch.floor(255 * col).to(torch.uint8)
-    return out
+    f = (fk - k0).unsqueeze(1)
+    # the three channels at once: the same float32 operations per element as torchvision's loop over channels
+    col = (1 - f) * (wheel[k0] / 255.0) + f * (wheel[k1] / 255.0)
+    col = 1 - norm.unsqueeze(1) * (1 - col)
+    return torch.floor(255 * col).to(torch.uint8)
+
+
+def _window_flow(sources_per_frame: list[dict], height: int, width: int, kernel: torch.Tensor,
+                 check_interrupt=lambda: None, chunk_elements: int = 1 << 22):
+    """The smoothed flow on each source's kernel window, all frames at once: (frame, flat pixel index, u, v) of the
+    nonzero pixels. Each window sums every source of its frame, so a pixel where windows overlap appears once per
+    window, with the same value each time."""
+    frames = [i for i, sources in enumerate(sources_per_frame) if sources]
+    most = max(len(sources_per_frame[i]) for i in frames)
+    rows, cols = _AxisWeights(height, kernel), _AxisWeights(width, kernel)
+    # per frame: the sources' positions and displacements, padded with zero displacement to `most`
+    xs = torch.zeros(len(frames), most, dtype=torch.long)
+    ys = torch.zeros(len(frames), most, dtype=torch.long)
+    disp = torch.zeros(len(frames), most, 2, dtype=torch.float64)
+    pair_frame, pair_x, pair_y = [], [], []
+    for k, i in enumerate(frames):
+        for s, ((x, y), d) in enumerate(sources_per_frame[i].items()):
+            xs[k, s], ys[k, s], disp[k, s] = x, y, torch.tensor(d, dtype=torch.float64)
+            pair_frame.append(k)
+            pair_x.append(x)
+            pair_y.append(y)
+    unique_x, x_slot = torch.unique(xs, return_inverse=True)
+    unique_y, y_slot = torch.unique(ys, return_inverse=True)
+    col_table = cols(unique_x.tolist())  # [W, distinct x]
+    row_table = rows(unique_y.tolist())  # [H, distinct y]
+    pair_frame, pair_x, pair_y = (torch.tensor(v) for v in (pair_frame, pair_x, pair_y))
+    taps = torch.arange(-(kernel.numel() // 2), kernel.numel() // 2 + 1)
+    size = taps.numel()
+    chunk = max(1, chunk_elements // (size * size * most))
+    results = []
+    for start in range(0, pair_frame.numel(), chunk):
+        check_interrupt()
+        f = pair_frame[start:start + chunk]
+        r = pair_y[start:start + chunk, None] + taps  # [P, K] window rows
+        c = pair_x[start:start + chunk, None] + taps  # [P, K] window cols
+        r_ok, c_ok = (r >= 0) & (r < height), (c >= 0) & (c < width)
+        row_w = row_table[r.clamp(0, height - 1)[:, :, None], y_slot[f][:, None, :]] * r_ok[:, :, None]  # [P, K, S]
+        col_w = col_table[c.clamp(0, width - 1)[:, :, None], x_slot[f][:, None, :]] * c_ok[:, :, None]  # [P, K, S]
+        d = disp[f]  # [P, S, 2]
+        col_t = col_w.transpose(1, 2)
+        u = torch.bmm(row_w * d[:, None, :, 0], col_t).to(torch.float32)
+        v = torch.bmm(row_w * d[:, None, :, 1], col_t).to(torch.float32)
+        keep = ((u != 0) | (v != 0)) & r_ok[:, :, None] & c_ok[:, None, :]
+        p, a, b = torch.nonzero(keep, as_tuple=True)
+        frame = torch.tensor(frames)[f[p]]
+        results.append((frame, (frame * height + r[p, a]) * width + c[p, b], u[keep], v[keep]))
+    return tuple(torch.cat(parts) for parts in zip(*results))
 
 
 def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: int, normalize: str = "global",
@@ -166,31 +209,16 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     if normalize not in NORMALIZATIONS:
         raise TrajectoryError(f"normalize: '{normalize}' is not one of {', '.join(NORMALIZATIONS)}")
     pixels = track_pixels(trajectories, width, height)
-    kernel = gaussian_1d(size, sigma)
-    rows, cols = _AxisWeights(height, kernel), _AxisWeights(width, kernel)
-    frame_index, row_index, col_index, us, vs, frame_max = [], [], [], [], [], []
-    for i, sources in enumerate(frame_sources(pixels)):
-        check_interrupt()
-        sources = {k: d for k, d in sources.items() if d != (0.0, 0.0)}  # after overwriting, as the official code
-        if not sources:
-            continue
-        r, c, u, v = _smoothed_block(sources, rows, cols)
-        nonzero = (u != 0) | (v != 0)
-        rr, cc = torch.nonzero(nonzero, as_tuple=True)
-        u, v = u[nonzero], v[nonzero]
-        frame_index.append(torch.full_like(rr, i))
-        row_index.append(r[rr])
-        col_index.append(c[cc])
-        us.append(u)
-        vs.append(v)
-        frame_max.append((u.pow(2) + v.pow(2)).sqrt().max().expand(u.shape[0]))
+    sources = _nonzero_sources(pixels)
     video = torch.ones(pixels.shape[1], height, width, 3)
-    if not us:
+    if not any(sources):
         return video
-    u, v = torch.cat(us), torch.cat(vs)
-    maxima = torch.cat(frame_max)
+    frame, flat, u, v = _window_flow(sources, height, width, gaussian_1d(size, sigma), check_interrupt)
+    norm = (u.pow(2) + v.pow(2)).sqrt()
     if normalize == "global":
-        maxima = maxima.max()
+        maxima = norm.max()
+    else:
+        maxima = torch.zeros(pixels.shape[1]).scatter_reduce(0, frame, norm, "amax")[frame]
     rgb = colorize(u, v, maxima, middlebury_colorwheel())
-    video[torch.cat(frame_index), torch.cat(row_index), torch.cat(col_index)] = rgb.to(torch.float32) / 255.0
+    video.view(-1, 3).index_copy_(0, flat, rgb.to(torch.float32) / 255.0)
     return video
