@@ -202,7 +202,7 @@ def main() -> int:
         print(json.dumps((run_ours if args.side == "ours" else run_reference)(args)))
         return 0
     runs = {"reference": [], "ours": []}
-    passed = [a for a in sys.argv[1:] if not a.startswith("--repeat")]
+    passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side")]
     for _ in range(args.repeat):
         for side in ("reference", "ours"):
             done = subprocess.run([sys.executable, __file__, *passed, "--side", side], capture_output=True, text=True)
