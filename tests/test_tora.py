@@ -349,7 +349,7 @@ def test_example_workflow_drives_core_ksampler_with_tora(comfy_server, tmp_path)
     outputs = comfy_server.run_ui_workflow(workflow, api_out=api)
     prompt = json.loads(api.read_text())
     types = {node["class_type"] for node in prompt.values()}
-    assert {"MotionKitApplyTora", "KSampler", "MotionKitMotionVAEEncode", "SaveVideo"} <= types
+    assert {"MotionKitDrawTrajectories", "MotionKitApplyTora", "KSampler", "MotionKitMotionVAEEncode", "SaveVideo"} <= types
     (video,) = comfy_server.output_files(outputs)
     guided = _frames(video)
     assert len(guided) == 9 and guided[0].shape == (64, 96, 3)

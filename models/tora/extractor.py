@@ -64,6 +64,7 @@ class ToraTrajectoryExtractor(nn.Module):
                  levels: int = 42, blocks_per_level: int = 2, device=None, dtype=None, operations=nn):
         super().__init__()
         self.patch = (patch_size_t, patch_size, patch_size)
+        self.in_channels = in_channels
         self.levels, self.blocks_per_level = levels, blocks_per_level
         self.conv_in = operations.Conv2d(in_channels * patch_size_t * patch_size * patch_size, channels, 3, padding=1,
                                          device=device, dtype=dtype)

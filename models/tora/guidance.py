@@ -52,14 +52,14 @@ class ToraGuidance:
         """Motion latents must have the sampled latent's frames and size (and divide its batch)."""
         b, c, t, h, w = self.motion.shape
         shape = tuple(latent_shape)
-        if len(shape) != 5 or shape[2:] != (t, h, w) or c != self.tora.traj_extractor.conv_in.weight.shape[1] // (
-                self.tora.traj_extractor.patch[0] * 4) or shape[0] % b:
-            raise ToraMotionLatentsError(
-                f"the motion latents ({t} latent frames of {w * 8}x{h * 8} pixels, batch {b}, {c} channels, shape "
-                f"{(b, c, t, h, w)}) do not fit the sampled latent (shape {shape}, "
-                f"{shape[2] if len(shape) == 5 else '?'} latent frames of "
-                f"{shape[-1] * 8}x{shape[-2] * 8} pixels): encode the trajectory flow with the frame count and size "
-                f"of the video you sample ({(shape[2] - 1) * 4 + 1 if len(shape) == 5 else '?'} frames)")
+        if len(shape) == 5 and shape[2:] == (t, h, w) and c == self.tora.traj_extractor.in_channels and shape[0] % b == 0:
+            return
+        frames = f"{shape[2]} latent frames of {shape[-1] * 8}x{shape[-2] * 8} pixels" if len(shape) == 5 else "not 5D"
+        video = f"{(shape[2] - 1) * 4 + 1} frames" if len(shape) == 5 else "a CogVideoX video latent"
+        raise ToraMotionLatentsError(
+            f"the motion latents ({t} latent frames of {w * 8}x{h * 8} pixels, batch {b}, {c} channels, shape "
+            f"{(b, c, t, h, w)}) do not fit the sampled latent (shape {shape}, {frames}): encode the trajectory flow "
+            f"with the frame count and size of the video you sample ({video})")
 
     def active(self, transformer_options: dict) -> bool:
         if self.strength == 0.0:
