@@ -148,7 +148,7 @@ def main(argv=None) -> None:
         print(f"  {width}x{height} ratios: ours/diffusers {ours_plain / runs['diffusers']:.2f}, "
               f"ours tiled/diffusers tiled {ours_tiled / runs['diffusers tiled']:.2f}, "
               f"ours tiled/diffusers {ours_tiled / runs['diffusers']:.2f}; ours + weights {fits} in "
-              f"{args.card_gib:g} GB")
+              f"{args.card_gib:g} GiB")
 
 
 if __name__ == "__main__":
