@@ -21,7 +21,8 @@ bytes of GPU-side tensors alive at once during the call (weights excluded: they 
 Tora's paper reports 204-frame 720p videos; CogVideoX samples 4k+1 frames, so 205 is the count
 measured. CogVideoX calls 720x480 its native size; 720p proper is 1280x720: both are measured.
 The plain traces take seconds; the tiled ones minutes (every tile of every chunk is a pass of
-fake-tensor ops, each dispatched in Python). Not traced: cuDNN workspaces and the allocator's fragmentation (a real card needs some headroom).
+fake-tensor ops, each dispatched in Python). Not traced: cuDNN workspaces and the allocator's
+fragmentation (a real card needs some headroom).
 """
 from __future__ import annotations
 
