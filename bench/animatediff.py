@@ -42,7 +42,7 @@ def child(side: str, frames: int, size: int, steps: int) -> dict:
     import gc
 
     import torch
-    import animatediff_reference as ref
+    import test_animatediff_reference as ref
     from motionkit.models.animatediff import injection, loader
 
     torch.set_num_threads(1)
