@@ -1,11 +1,12 @@
 """Per-step time and peak memory: ComfyUI's UNet with this pack's injected motion module vs
 diffusers' UNetMotionModel (AnimateDiff pipeline's denoiser), same tiny random weights, same run.
 
-    .venv/bin/python bench/animatediff.py [--frames 16] [--size 32] [--steps 5]
+    .venv/bin/python bench/animatediff.py [--frames 16] [--size 32] [--steps 3] [--rounds 1]
 
 Each side runs in its own child process (one thread) so peak memory is its own: the peak
 resident set (VmHWM, reset after the weights are loaded) gives the activation peak, and the
-peak with the weights counted is printed beside it. Sides alternate over --rounds; medians.
+peak with the weights counted is printed beside it. The time ratio comes from one more child
+that holds both models and alternates their steps, so the shared machine's load hits both alike.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _vm(field: str) -> int:
     return 0
 
 
-def child(side: str, frames: int, size: int, steps: int) -> dict:
+def _setup(pytorch_attention: bool):
     sys.path.insert(0, str(ROOT / "scripts"))
     sys.path.insert(0, str(ROOT / "tests"))
     import harness
@@ -37,10 +38,12 @@ def child(side: str, frames: int, size: int, steps: int) -> dict:
     import comfy.cli_args
 
     # ComfyUI's --use-pytorch-cross-attention (its default on GPUs; on CPU it picks sub-quadratic attention)
-    comfy.cli_args.args.use_pytorch_cross_attention = side == "pack"
+    comfy.cli_args.args.use_pytorch_cross_attention = pytorch_attention
     harness.import_pack()
-    import gc
 
+
+def _steps(sides: list[str], frames: int, size: int) -> dict:
+    """One denoiser call per side, on the same random weights and inputs."""
     import torch
     import test_animatediff_reference as ref
     from motionkit.models.animatediff import injection, loader
@@ -52,18 +55,19 @@ def child(side: str, frames: int, size: int, steps: int) -> dict:
     x = torch.randn(2, 4, frames, size, size, generator=g)
     ctx = torch.randn(2, 77, ref.CONTEXT, generator=g).repeat_interleave(frames, 0)
     t = torch.full((1,), 500.0)
-    if side == "diffusers":
-        def step():
+    steps = {}
+    if "diffusers" in sides:
+        def diffusers_step():
             with torch.no_grad():
                 return reference(x, t, ctx).sample
-    else:
+        steps["diffusers"] = diffusers_step
+    if any(side.startswith("pack") for side in sides):
         import comfy.model_management
         import comfy.patcher_extension
 
         image, motion_state = ref.split_state(reference)
         motion = loader.build_motion_module(motion_state, "bench", dtype=torch.float32)
         patched = injection.apply_motion_module(ref.comfy_model_patcher(levels, image), motion)
-        del reference, image, motion_state
         comfy.model_management.load_models_gpu([patched] + patched.get_nested_additional_models())
         options = dict(patched.model_options["transformer_options"], cond_or_uncond=[0, 1])
         options["wrappers"] = comfy.patcher_extension.copy_nested_dicts(patched.wrappers)
@@ -71,9 +75,21 @@ def child(side: str, frames: int, size: int, steps: int) -> dict:
         tb = t.repeat(2 * frames)
         unet = patched.model.diffusion_model
 
-        def step():
+        def pack_step():
             with torch.no_grad():
                 return unet(xb, tb, ctx, transformer_options=options)
+        steps["pack"] = pack_step
+    if "diffusers" not in sides:
+        del reference
+    return steps
+
+
+def child(side: str, frames: int, size: int, steps: int) -> dict:
+    """Peak memory of one side alone (and its time) in this process."""
+    import gc
+
+    _setup(pytorch_attention=side == "pack")
+    step = _steps([side], frames, size)["pack" if side.startswith("pack") else side]
     gc.collect()
     step()  # warm-up
     gc.collect()
@@ -88,21 +104,39 @@ def child(side: str, frames: int, size: int, steps: int) -> dict:
     return {"step_s": statistics.median(times), "peak_bytes": peak, "activation_bytes": peak - resident}
 
 
+def interleaved(frames: int, size: int, steps: int) -> dict:
+    """Time of both sides in one process, steps alternating, so load changes hit both alike."""
+    _setup(pytorch_attention=True)
+    funcs = _steps(["pack", "diffusers"], frames, size)
+    times = {name: [] for name in funcs}
+    for fn in funcs.values():
+        fn()
+    for _ in range(steps):
+        for name, fn in funcs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=32, help="latent height and width")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--child", choices=("pack", "pack-comfy-cpu-attention", "diffusers"))
+    parser.add_argument("--child", choices=("pack", "pack-comfy-cpu-attention", "diffusers", "interleaved"))
     args = parser.parse_args()
+    if args.child == "interleaved":
+        print("RESULT " + json.dumps(interleaved(args.frames, args.size, args.steps)))
+        return 0
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args.frames, args.size, args.steps)))
         return 0
-    results = {"pack": [], "diffusers": [], "pack-comfy-cpu-attention": []}
+    results = {"pack": [], "diffusers": [], "pack-comfy-cpu-attention": [], "interleaved": []}
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     for _ in range(args.rounds):
-        for side in ("pack", "diffusers", "pack-comfy-cpu-attention"):
+        for side in ("pack", "diffusers", "pack-comfy-cpu-attention", "interleaved"):
             done = subprocess.run([sys.executable, __file__, "--child", side, "--frames", str(args.frames),
                                    "--size", str(args.size), "--steps", str(args.steps)],
                                   capture_output=True, text=True, env=env)
@@ -119,7 +153,11 @@ def main() -> int:
         m = med[side]
         print(f"  {label:45s} {m['step_s'] * 1000:8.1f} ms/step   activation peak {m['activation_bytes'] / 2**20:7.1f} MiB"
               f"   process peak {m['peak_bytes'] / 2**20:7.1f} MiB")
-    print(f"  ratio pack/diffusers: time {med['pack']['step_s'] / med['diffusers']['step_s']:.2f}x, "
+    both = med["interleaved"]
+    print(f"  interleaved in one process: MotionKit {both['pack'] * 1000:.1f} ms/step, diffusers "
+          f"{both['diffusers'] * 1000:.1f} ms/step")
+    print(f"  ratio pack/diffusers: time {both['pack'] / both['diffusers']:.2f}x (interleaved; separate processes "
+          f"{med['pack']['step_s'] / med['diffusers']['step_s']:.2f}x), "
           f"activation memory {med['pack']['activation_bytes'] / med['diffusers']['activation_bytes']:.2f}x, "
           f"process peak {med['pack']['peak_bytes'] / med['diffusers']['peak_bytes']:.2f}x")
     print("  (MotionKit rows run ComfyUI with --use-pytorch-cross-attention, its GPU default; the last row keeps its CPU "
