@@ -381,3 +381,23 @@ def test_sdxl_module_on_sd15_model_is_refused():
         "frames per pass) does not fit this SD1.5 UNet: the module has levels with channels (32, 64, 64), the UNet "
         "(32, 32, 64, 64). Use an SD1.5 motion module (v1, v2, v3, AnimateLCM) with an SD1.5 checkpoint and an SDXL "
         "one (mm_sdxl, HotshotXL) with an SDXL checkpoint")
+
+
+def test_image_lora_and_checkpoint_given_to_the_motion_loaders(tmp_path):
+    adapter = tmp_path / "v3_sd15_adapter.safetensors"
+    safetensors.torch.save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 320),
+                                 "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(320, 4)},
+                                str(adapter))
+    with pytest.raises(keys.MotionFileError) as error:
+        loader.load_motion_lora(str(adapter), 1.0)
+    assert str(error.value) == (
+        "'v3_sd15_adapter.safetensors' is an image-model LoRA (keys like "
+        "'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight'), not a MotionLoRA: load it with ComfyUI's "
+        "LoraLoader (the AnimateDiff v3 domain adapter is such a LoRA)")
+    checkpoint = tmp_path / "sd15.safetensors"
+    safetensors.torch.save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 320, 3, 3)}, str(checkpoint))
+    with pytest.raises(keys.MotionFileError) as error:
+        loader.load_motion_module(str(checkpoint))
+    assert str(error.value) == (
+        "'sd15.safetensors' is a Stable Diffusion checkpoint (keys like 'model.diffusion_model.out.2.weight'), not a "
+        "motion module: load it with ComfyUI's Load Checkpoint and connect its MODEL to Apply Motion Module")
