@@ -401,3 +401,20 @@ def test_image_lora_and_checkpoint_given_to_the_motion_loaders(tmp_path):
     assert str(error.value) == (
         "'sd15.safetensors' is a Stable Diffusion checkpoint (keys like 'model.diffusion_model.out.2.weight'), not a "
         "motion module: load it with ComfyUI's Load Checkpoint and connect its MODEL to Apply Motion Module")
+
+
+def test_motion_lora_in_diffusers_names_maps_to_the_same_projections(tmp_path):
+    model = tiny_motion_model()
+    original = tmp_path / "original.safetensors"
+    write_motion_lora(original, model, rank=2, seed=4)
+    state = safetensors.torch.load_file(str(original))
+    renamed = {}
+    for key, value in state.items():  # ...motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.processor.to_out_lora.up.weight
+        key = key.replace(".temporal_transformer.", ".").replace(".attention_blocks.0.", ".attn1.").replace(".attention_blocks.1.", ".attn2.")
+        key = re.sub(r"\.processor\.to_(q|k|v)_lora\.", r".to_\1.lora.", key).replace(".processor.to_out_lora.", ".to_out.0.lora.")
+        renamed[key] = value
+    assert "down_blocks.0.motion_modules.0.transformer_blocks.0.attn2.to_out.0.lora.up.weight" in renamed
+    ours = keys.motion_lora_pairs(state, "original")
+    theirs = keys.motion_lora_pairs(renamed, "diffusers")
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k][0], theirs[k][0]) and torch.equal(ours[k][1], theirs[k][1]) for k in ours)
+    assert set(ours) <= set(dict(model.named_modules()))
