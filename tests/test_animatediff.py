@@ -418,3 +418,21 @@ def test_motion_lora_in_diffusers_names_maps_to_the_same_projections(tmp_path):
     theirs = keys.motion_lora_pairs(renamed, "diffusers")
     assert set(ours) == set(theirs) and all(torch.equal(ours[k][0], theirs[k][0]) and torch.equal(ours[k][1], theirs[k][1]) for k in ours)
     assert set(ours) <= set(dict(model.named_modules()))
+
+
+def test_pinned_comfyui_cannot_step_batch_axis_windows_without_the_per_run_handler():
+    """Why Apply Motion Module swaps the handler for its sampling runs: ComfyUI 0.3.64's set_step compares the
+    sigmas with the whole per-frame timestep batch."""
+    import comfy.context_windows as cw
+    from motionkit.models.animatediff import injection
+
+    settings = dict(context_schedule=cw.get_matching_context_schedule(cw.ContextSchedules.UNIFORM_STANDARD),
+                    fuse_method=cw.get_matching_fuse_method(cw.ContextFuseMethods.PYRAMID),
+                    context_length=16, context_overlap=4, dim=0)
+    options = {"transformer_options": {"sample_sigmas": torch.tensor([14.6, 7.0, 0.0])}}
+    timestep = torch.full((24,), 7.0)  # 24 frames at the second step
+    with pytest.raises(RuntimeError, match="must match the size"):
+        cw.IndexListContextHandler(**settings).set_step(timestep, options)
+    fixed = injection._frame_window_handler_class()(**settings)
+    fixed.set_step(timestep, options)
+    assert fixed._step == 1
