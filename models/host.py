@@ -16,11 +16,19 @@ import torch
 
 try:
     import comfy
+    import comfy.conds
+    import comfy.context_windows
+    import comfy.latent_formats
+    import comfy.ldm.modules.diffusionmodules.openaimodel
     import comfy.model_base
     import comfy.model_management as _mm
     import comfy.model_patcher as _model_patcher
+    import comfy.model_sampling
     import comfy.ops
     import comfy.patcher_extension
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.sd3_clip
     import comfy.utils as _comfy_utils
     import folder_paths as _folder_paths
 except ImportError:
@@ -216,8 +224,7 @@ def run_with_progress(steps: int, step: Callable[[int], None]) -> None:
         bar.update(1)
 
 
-# ---- animatediff
-if IN_COMFYUI:
-    import comfy.context_windows  # noqa: F401,E402  frame-axis context windows for long AnimateDiff videos
-    import comfy.ldm.modules.diffusionmodules.openaimodel  # noqa: F401,E402  the SD UNet motion modules go into
-    import comfy.sd  # noqa: F401,E402  (with comfy.sd1_clip, comfy.ldm.models.autoencoder) shapes of the SD1.5 test checkpoint
+# ---- trajectory
+def temp_directory() -> str:
+    """Where previews shown in the browser are written (ComfyUI's temp folder, served by /view?type=temp)."""
+    return _folder_paths.get_temp_directory() if IN_COMFYUI else os.path.abspath("temp")

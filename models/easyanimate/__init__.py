@@ -1,0 +1,1 @@
+"""EasyAnimate's video VAEs (MagViT-style causal 3D VAEs, 8x spatial, 4x temporal)."""

@@ -1,0 +1,257 @@
+"""EasyAnimate V5/V5.1 "cache mag VAE", streamed.
+
+Key names are the published diffusers file's (`alibaba-pai/EasyAnimateV5.1-*/vae/
+diffusion_pytorch_model.safetensors`, class `AutoencoderKLMagvit`). Numerics follow
+diffusers' `AutoencoderKLMagvit`: the decoder takes the first latent frame alone and
+then the others (one at a time there; any chunk size gives the same frames here, because
+every norm is per frame and every convolution causal), the encoder takes the first image
+frame alone and then 4 frames at a time. Each causal convolution pads the very first
+chunk by repeating its first frame and later chunks with the previous chunk's last frames;
+each temporal upsampler leaves the first chunk's single frame alone and doubles the frames
+of later chunks. That state is a dict passed through the calls, never kept on modules
+(diffusers keeps it on the modules as `prev_features` and must clear it after each call).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+State = dict
+
+SPATIAL_DOWN, SPATIOTEMPORAL_DOWN = "SpatialDownBlock3D", "SpatialTemporalDownBlock3D"
+SPATIAL_UP, SPATIOTEMPORAL_UP = "SpatialUpBlock3D", "SpatialTemporalUpBlock3D"
+
+
+@dataclass
+class MagvitVAEConfig:
+    """Architecture of the cache mag VAE; the defaults are EasyAnimate V5.1's."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 16
+    """Channels of the latent video (V5/V5.1: 16)."""
+    block_out_channels: tuple = (128, 256, 512, 512)
+    """Width of each level (spatial ratio 2 ** (levels - 1))."""
+    down_block_types: tuple = (SPATIAL_DOWN, SPATIOTEMPORAL_DOWN, SPATIOTEMPORAL_DOWN, SPATIOTEMPORAL_DOWN)
+    """Which encoder levels also halve time (every level but the last downsamples space)."""
+    up_block_types: tuple = (SPATIAL_UP, SPATIOTEMPORAL_UP, SPATIOTEMPORAL_UP, SPATIOTEMPORAL_UP)
+    layers_per_block: int = 2
+    """Residual blocks per encoder level and in each mid block (the decoder levels have one more)."""
+    norm_num_groups: int = 32
+    spatial_group_norm: bool = True
+    """GroupNorm per frame (True, V5/V5.1) or over the whole chunk; False also makes time upsampling trilinear."""
+    scaling_factor: float = 0.7125
+    """Latents are multiplied by it after encoding."""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def temporal_ratio(self) -> int:
+        halvings = sum(t == SPATIOTEMPORAL_DOWN for t in self.down_block_types[:-1])
+        return 2 ** halvings
+
+
+@functools.cache
+def causal_conv3d(operations):
+    """The causal convolution as a subclass of `operations.Conv3d`, so its weight keys stay flat
+    (`conv_in.weight`) and ComfyUI's casting ops apply."""
+
+    class MagvitCausalConv3d(operations.Conv3d):
+        def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, device=None, dtype=None):
+            stride = stride if isinstance(stride, tuple) else (stride,) * 3
+            super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=(0, padding, padding),
+                             device=device, dtype=dtype)
+            self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
+
+        def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+            previous = state.get(self.state_key)
+            if previous is None:
+                x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0), mode="replicate")
+            else:
+                keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
+                x = torch.cat([previous[:, :, previous.shape[2] - keep:], x], dim=2)
+            state[self.state_key] = x[:, :, -self.time_pad:].clone()
+            return super().forward(x)
+
+    return MagvitCausalConv3d
+
+
+def _group_norm(norm, x: torch.Tensor, per_frame: bool) -> torch.Tensor:
+    if not per_frame:
+        return norm(x)
+    b = x.shape[0]
+    return norm(x.transpose(1, 2).flatten(0, 1)).unflatten(0, (b, -1)).transpose(1, 2)
+
+
+class MagvitResidualBlock3D(torch.nn.Module):
+    def __init__(self, in_channels, out_channels, groups, per_frame, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        conv = causal_conv3d(operations)
+        self.per_frame = per_frame
+        self.norm1 = operations.GroupNorm(groups, in_channels, eps=1e-6, device=device, dtype=dtype)
+        self.conv1 = conv(in_channels, out_channels, device=device, dtype=dtype)
+        self.norm2 = operations.GroupNorm(groups, out_channels, eps=1e-6, device=device, dtype=dtype)
+        self.conv2 = conv(out_channels, out_channels, device=device, dtype=dtype)
+        self.shortcut = (operations.Conv3d(in_channels, out_channels, 1, device=device, dtype=dtype)
+                         if in_channels != out_channels else None)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        h = self.conv1(F.silu(_group_norm(self.norm1, x, self.per_frame)), state)
+        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame)), state)
+        return h + shortcut
+
+
+class MagvitDownsampler3D(torch.nn.Module):
+    def __init__(self, channels, temporal, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        self.conv = causal_conv3d(operations)(channels, channels, 3, stride=(2 if temporal else 1, 2, 2), padding=0,
+                                              device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)), state)
+
+
+class MagvitUpsampler3D(torch.nn.Module):
+    def __init__(self, channels, temporal, per_frame, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        self.temporal, self.per_frame, self.state_key = temporal, per_frame, ""
+        self.conv = causal_conv3d(operations)(channels, channels, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state)
+        if self.temporal:
+            if self.state_key in state:
+                x = F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
+            else:
+                state[self.state_key] = True
+        return x
+
+
+class _Level(torch.nn.Module):
+    """Residual blocks (`convs.N`), then an optional `downsampler` / `upsampler`."""
+
+    def __init__(self, convs, sampler_name=None, sampler=None):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(convs)
+        self.sampler_name = sampler_name if sampler is not None else None
+        if sampler is not None:
+            setattr(self, sampler_name, sampler)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        for block in self.convs:
+            x = block(x, state)
+        return getattr(self, self.sampler_name)(x, state) if self.sampler_name else x
+
+
+class MagvitEncoder(torch.nn.Module):
+    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        ops = dict(device=device, dtype=dtype, operations=operations)
+        ch, g, per_frame = cfg.block_out_channels, cfg.norm_num_groups, cfg.spatial_group_norm
+        self.per_frame = per_frame
+        self.conv_in = causal_conv3d(operations)(cfg.in_channels, ch[0], device=device, dtype=dtype)
+        self.down_blocks = torch.nn.ModuleList()
+        for i, (width, kind) in enumerate(zip(ch, cfg.down_block_types)):
+            previous = ch[max(i - 1, 0)]
+            convs = [MagvitResidualBlock3D(previous if j == 0 else width, width, g, per_frame, **ops)
+                     for j in range(cfg.layers_per_block)]
+            sampler = None if i == len(ch) - 1 else MagvitDownsampler3D(width, kind == SPATIOTEMPORAL_DOWN, **ops)
+            self.down_blocks.append(_Level(convs, "downsampler", sampler))
+        self.mid_block = _Level([MagvitResidualBlock3D(ch[-1], ch[-1], g, per_frame, **ops)
+                                 for _ in range(cfg.layers_per_block)])
+        self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
+        self.conv_out = causal_conv3d(operations)(ch[-1], 2 * cfg.latent_channels, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        h = self.conv_in(x, state)
+        for level in self.down_blocks:
+            h = level(h, state)
+        h = self.mid_block(h, state)
+        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame)), state)
+
+
+class MagvitDecoder(torch.nn.Module):
+    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        ops = dict(device=device, dtype=dtype, operations=operations)
+        ch, g, per_frame = list(reversed(cfg.block_out_channels)), cfg.norm_num_groups, cfg.spatial_group_norm
+        self.per_frame = per_frame
+        self.conv_in = causal_conv3d(operations)(cfg.latent_channels, ch[0], device=device, dtype=dtype)
+        # the official decoder's mid block always normalises per frame, whatever spatial_group_norm says
+        self.mid_block = _Level([MagvitResidualBlock3D(ch[0], ch[0], g, True, **ops)
+                                 for _ in range(cfg.layers_per_block)])
+        self.up_blocks = torch.nn.ModuleList()
+        for i, (width, kind) in enumerate(zip(ch, cfg.up_block_types)):
+            previous = ch[max(i - 1, 0)]
+            convs = [MagvitResidualBlock3D(previous if j == 0 else width, width, g, per_frame, **ops)
+                     for j in range(cfg.layers_per_block + 1)]
+            sampler = (None if i == len(ch) - 1
+                       else MagvitUpsampler3D(width, kind == SPATIOTEMPORAL_UP, per_frame, **ops))
+            self.up_blocks.append(_Level(convs, "upsampler", sampler))
+        self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
+        self.conv_out = causal_conv3d(operations)(ch[-1], cfg.out_channels, device=device, dtype=dtype)
+
+    def forward(self, z: torch.Tensor, state: State) -> torch.Tensor:
+        h = self.mid_block(self.conv_in(z, state), state)
+        for level in self.up_blocks:
+            h = level(h, state)
+        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame)), state)
+
+
+class MagvitVAE(torch.nn.Module):
+    """EasyAnimate V5/V5.1 VAE with the streaming interface of `models.video_vae.VideoVAE`."""
+
+    version = "easyanimate-v5"
+    encode_chunk = 4
+
+    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn, decode_chunk: int = 1):
+        super().__init__()
+        self.cfg = cfg
+        self.decode_chunk = decode_chunk
+        self.spatial_ratio = 2 ** (len(cfg.block_out_channels) - 1)
+        self.encoder = MagvitEncoder(cfg, device, dtype, operations)
+        self.decoder = MagvitDecoder(cfg, device, dtype, operations)
+        self.quant_conv = operations.Conv3d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1,
+                                            device=device, dtype=dtype)
+        self.post_quant_conv = operations.Conv3d(cfg.latent_channels, cfg.latent_channels, 1,
+                                                 device=device, dtype=dtype)
+        for name, module in self.named_modules():
+            if hasattr(module, "state_key"):
+                module.state_key = name
+
+    @property
+    def latent_channels(self) -> int:
+        return self.cfg.latent_channels
+
+    @property
+    def scaling_factor(self) -> float:
+        return self.cfg.scaling_factor
+
+    @staticmethod
+    def _plan(frames: int, size: int) -> list[tuple[int, int]]:
+        return [(0, 1)] + [(i, min(i + size, frames)) for i in range(1, frames, size)]
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        return self._plan(latent_frames, self.decode_chunk)
+
+    def encode_plan(self, frames: int) -> list[tuple[int, int]]:
+        return self._plan(frames, self.encode_chunk)
+
+    def decoded_frames(self, index: int, n: int) -> int:
+        return 1 if index == 0 else n * self.cfg.temporal_ratio
+
+    def encoded_frames(self, index: int, n: int) -> int:
+        return 1 if index == 0 else n // self.cfg.temporal_ratio
+
+    def check_frames(self, frames: int) -> int:
+        """The causal encoder takes 1 + k * temporal_ratio frames; later frames are dropped."""
+        return 1 + (frames - 1) // self.cfg.temporal_ratio * self.cfg.temporal_ratio
+
+    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+        return self.decoder(self.post_quant_conv(z), state)
+
+    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]

@@ -1,0 +1,113 @@
+"""Tora's motion guidance on a CogVideoX DiT: the per-block hook and the per-generation state.
+
+`ToraGuidance` is attached to a cloned ModelPatcher (nodes/tora.py):
+- as the CogVideoX hook `VIDEO_NORM_PATCH` (models/cogvideox/transformer.py): after block i's first
+  adaptive norm the video tokens go through fuser i with the extractor's level-i features;
+- as an OUTER_SAMPLE wrapper keyed "MotionKit": it checks the motion latents fit the sampled latent
+  and opens a per-generation state in transformer_options, so the extractor runs once per generation
+  (on the first model call, on the model's device) and nothing stays on any module afterwards.
+CFG: ComfyUI batches cond and uncond; as in the official pipeline both get the same motion features.
+"""
+from __future__ import annotations
+
+import uuid
+
+import torch
+
+from .fuser import ToraModel
+
+STATE_PREFIX = "motionkit_tora_"
+
+
+class ToraMotionLatentsError(ValueError):
+    pass
+
+
+class _GenerationState:
+    """Lives in transformer_options for one sampling call (an object, so ComfyUI's dict merges share it)."""
+
+    def __init__(self):
+        self.features: list[torch.Tensor] | None = None
+        self.extractor_runs = 0
+
+
+class ToraGuidance:
+    """Motion latents [B, 16, T, h, w] steering a CogVideoX model through `tora`'s fusers.
+
+    strength scales the fusers' added term (0: the model is unchanged, bit for bit);
+    the guidance acts while sigma_end <= sigma <= sigma_start.
+    """
+
+    def __init__(self, tora: ToraModel, motion_latents: torch.Tensor, strength: float = 1.0,
+                 sigma_start: float = float("inf"), sigma_end: float = 0.0):
+        if motion_latents.ndim != 5:
+            raise ToraMotionLatentsError(f"motion_latents must be 5D [batch, channels, frames, height, width] from "
+                                         f"MotionKit Motion VAE Encode; got shape {tuple(motion_latents.shape)}")
+        self.tora, self.motion, self.strength = tora, motion_latents, float(strength)
+        self.sigma_start, self.sigma_end = sigma_start, sigma_end
+        self.key = STATE_PREFIX + uuid.uuid4().hex
+
+    # ---------------------------------------------------------------- checks
+    def check_fits(self, latent_shape) -> None:
+        """Motion latents must have the sampled latent's frames and size (and divide its batch)."""
+        b, c, t, h, w = self.motion.shape
+        shape = tuple(latent_shape)
+        if len(shape) != 5 or shape[2:] != (t, h, w) or c != self.tora.traj_extractor.conv_in.weight.shape[1] // (
+                self.tora.traj_extractor.patch[0] * 4) or shape[0] % b:
+            raise ToraMotionLatentsError(
+                f"the motion latents ({t} latent frames of {w * 8}x{h * 8} pixels, batch {b}, {c} channels, shape "
+                f"{(b, c, t, h, w)}) do not fit the sampled latent (shape {shape}, "
+                f"{shape[2] if len(shape) == 5 else '?'} latent frames of "
+                f"{shape[-1] * 8}x{shape[-2] * 8} pixels): encode the trajectory flow with the frame count and size "
+                f"of the video you sample ({(shape[2] - 1) * 4 + 1 if len(shape) == 5 else '?'} frames)")
+
+    def active(self, transformer_options: dict) -> bool:
+        if self.strength == 0.0:
+            return False
+        sigmas = transformer_options.get("sigmas")
+        if sigmas is None:
+            return True
+        sigma = float(sigmas.max())
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    # ---------------------------------------------------------------- the extractor, once per generation
+    def features(self, transformer_options: dict, device, dtype) -> list[torch.Tensor]:
+        state = transformer_options.get(self.key)
+        if state is None:  # a direct model call outside a sampler: nothing to share
+            state = _GenerationState()
+        if state.features is None:
+            weight = self.tora.traj_extractor.conv_in.weight
+            motion = self.motion.to(device=device, dtype=weight.dtype if weight.device.type != "meta" else dtype)
+            with torch.no_grad():
+                state.features = [f.to(dtype) for f in self.tora.traj_extractor(motion)]
+            state.extractor_runs += 1
+        return state.features
+
+    # ---------------------------------------------------------------- the block hook
+    def __call__(self, h: torch.Tensor, info: dict) -> torch.Tensor:
+        options = info["transformer_options"]
+        if not self.active(options):
+            return h
+        index = info["block_index"]
+        frames, height, width = info["grid"]
+        feature = self.features(options, h.device, h.dtype)[index]
+        b, _n, c = h.shape
+        motion_batch = feature.shape[0] // frames
+        if feature.shape[0] % frames or feature.shape[2:] != (height, width) or b % motion_batch:
+            self.check_fits((b, 16, frames, height * 2, width * 2))
+        if motion_batch != b:
+            feature = feature.reshape(motion_batch, frames, *feature.shape[1:]).repeat(b // motion_batch, 1, 1, 1, 1)
+            feature = feature.reshape(b * frames, *feature.shape[2:])
+        tokens = h.reshape(b, frames, height, width, c).permute(0, 1, 4, 2, 3).reshape(b * frames, c, height, width)
+        fused = self.tora.fuser[index](tokens, feature, frames, self.strength)
+        return fused.reshape(b, frames, c, height, width).permute(0, 1, 3, 4, 2).reshape(b, -1, c)
+
+    # ---------------------------------------------------------------- OUTER_SAMPLE wrapper
+    def outer_sample_wrapper(self, executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        self.check_fits(noise.shape)
+        options = executor.class_obj.model_options.setdefault("transformer_options", {})
+        options[self.key] = _GenerationState()
+        try:
+            return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+        finally:
+            options.pop(self.key, None)

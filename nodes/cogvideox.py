@@ -1,0 +1,173 @@
+"""CogVideoX nodes: load the transformer as a ComfyUI MODEL, encode text to 226 T5 tokens, its schedule."""
+from __future__ import annotations
+
+from ..models import host
+from ..models.cogvideox import schedule
+from ..models.cogvideox.text import fixed_length_t5_tokens
+
+CATEGORY = "MotionKit/CogVideoX"
+
+
+def model_files(folder: str) -> list[str]:
+    """A model folder's files for a node's list; empty in library mode without MOTIONKIT_MODELS_DIR."""
+    try:
+        return host.model_filenames(folder)
+    except RuntimeError:
+        return []
+
+
+class MotionKitLoadCogVideoX:
+    DESCRIPTION = ("Loads a CogVideoX-2B/5B/5B-I2V transformer (diffusers format: one safetensors file or the shards "
+                   "of a transformer/ folder) from models/diffusion_models as a MODEL for core KSampler.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": (model_files("diffusion_models"), {
+                "tooltip": "The transformer file in models/diffusion_models (for a sharded folder pick any shard)."}),
+            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
+                "default": "default",
+                "tooltip": "Compute dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on CPU)."}),
+        }}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, model_name, weight_dtype="default"):
+        host.require_comfyui("MotionKit Load CogVideoX")
+        from ..models.cogvideox import comfy_glue
+
+        return (comfy_glue.load_cogvideox(host.model_path("diffusion_models", model_name), weight_dtype),)
+
+
+class MotionKitCogVideoXTextEncode:
+    DESCRIPTION = ("Encodes a prompt with T5-XXL (load it with core Load CLIP, type sd3) into the 226-token "
+                   "conditioning CogVideoX was trained with: truncated to 226 tokens and padded with T5's pad token.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "A T5-XXL text encoder (core Load CLIP with type sd3)."}),
+            "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
+                                "tooltip": "The prompt (or the negative prompt)."}),
+            "max_tokens": ("INT", {"default": 226, "min": 1, "max": 4096,
+                                   "tooltip": "Token count of the conditioning; CogVideoX 1.0 uses 226."}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+
+    def encode(self, clip, text, max_tokens=226):
+        tokens = fixed_length_t5_tokens(clip.tokenize(text), max_tokens)
+        return (clip.encode_from_tokens_scheduled(tokens),)
+
+
+class MotionKitLoadT5:
+    DESCRIPTION = ("Loads a T5 v1.1 encoder of any size from models/text_encoders as a CLIP (T5-XXL for CogVideoX, or "
+                   "a smaller one), reading its size from the weights; core Load CLIP (type sd3) also loads T5-XXL.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "t5_name": (model_files("text_encoders"), {
+                "tooltip": "The T5 encoder file in models/text_encoders (e.g. t5xxl_fp16.safetensors)."}),
+        }}
+
+    RETURN_TYPES = ("CLIP",)
+    RETURN_NAMES = ("clip",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, t5_name):
+        host.require_comfyui("MotionKit Load T5")
+        from ..models.cogvideox import comfy_glue
+
+        return (comfy_glue.load_t5(host.model_path("text_encoders", t5_name)),)
+
+
+class MotionKitCogVideoXScheduler:
+    DESCRIPTION = ("CogVideoX's DDIM/DPM timesteps ('trailing' spacing) as SIGMAS for SamplerCustom(Advanced); "
+                   "core 'simple' matches them only when 1000 is divisible by the step count.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "A CogVideoX model from MotionKit Load CogVideoX."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (published: 50)."}),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "Fraction of the schedule to run, from its low-noise end."}),
+        }}
+
+    RETURN_TYPES = ("SIGMAS",)
+    RETURN_NAMES = ("sigmas",)
+    FUNCTION = "sigmas"
+    CATEGORY = CATEGORY
+
+    def sigmas(self, model, steps, denoise=1.0):
+        sampling = model.get_model_object("model_sampling")
+        return (schedule.sigmas_for_timesteps(sampling.sigmas, schedule.trailing_timesteps(steps), denoise),)
+
+
+class MotionKitCogVideoXDynamicCFG:
+    DESCRIPTION = ("CogVideoX's dynamic guidance (the pipelines' use_dynamic_cfg, recommended for 5B): the CFG scale "
+                   "of the sampler grows along a cosine ramp over the steps instead of staying constant.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {"tooltip": "A CogVideoX model; the sampler's cfg is the ramp's scale."})}}
+
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "patch"
+    CATEGORY = CATEGORY
+
+    def patch(self, model):
+        host.require_comfyui("MotionKit CogVideoX Dynamic CFG")
+        from ..models.cogvideox import comfy_glue
+
+        return (comfy_glue.with_dynamic_cfg(model),)
+
+
+class MotionKitCogVideoXImageToVideo:
+    DESCRIPTION = ("For CogVideoX-5B-I2V: attaches the start image's latent (Video VAE Encode of one frame with the "
+                   "CogVideoX VAE) to both conditionings; the model sees it, zero-padded over time, beside the noise.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning."}),
+            "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+            "start_latent": ("LATENT", {"tooltip": "The start image encoded by the CogVideoX VAE (its first latent "
+                                                   "frame is used); same size as the sampled video."}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+    FUNCTION = "attach"
+    CATEGORY = CATEGORY
+
+    def attach(self, positive, negative, start_latent):
+        image = start_latent["samples"][:, :, :1]
+        return tuple([[c[0], {**c[1], "concat_latent_image": image}] for c in cond] for cond in (positive, negative))
+
+
+NODE_CLASS_MAPPINGS = {
+    "MotionKitLoadCogVideoX": MotionKitLoadCogVideoX,
+    "MotionKitCogVideoXTextEncode": MotionKitCogVideoXTextEncode,
+    "MotionKitCogVideoXScheduler": MotionKitCogVideoXScheduler,
+    "MotionKitLoadT5": MotionKitLoadT5,
+    "MotionKitCogVideoXDynamicCFG": MotionKitCogVideoXDynamicCFG,
+    "MotionKitCogVideoXImageToVideo": MotionKitCogVideoXImageToVideo,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MotionKitLoadCogVideoX": "MotionKit Load CogVideoX",
+    "MotionKitCogVideoXTextEncode": "MotionKit CogVideoX Text Encode",
+    "MotionKitCogVideoXScheduler": "MotionKit CogVideoX Scheduler",
+    "MotionKitLoadT5": "MotionKit Load T5 (any size)",
+    "MotionKitCogVideoXDynamicCFG": "MotionKit CogVideoX Dynamic CFG",
+    "MotionKitCogVideoXImageToVideo": "MotionKit CogVideoX Image to Video",
+}

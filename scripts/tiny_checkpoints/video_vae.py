@@ -1,0 +1,62 @@
+"""Tiny random video VAEs with the real key names, in ComfyUI's `vae` folder.
+
+- `vae/motionkit_tiny_cogvideox_vae.safetensors`: a CogVideoX VAE as the single file
+  CogVideoXWrapper users keep in models/vae (diffusers keys, no config.json), 16 latent
+  channels like the real one, widths 32.
+- `vae/motionkit_tiny_easyanimate_v5/diffusion_pytorch_model.safetensors` with its
+  `config.json`: an EasyAnimate V5.1 cache mag VAE as the published folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import json
+
+import safetensors.torch
+import torch
+
+from motionkit.models.cogvideox.vae import CogVideoXVAE, CogVideoXVAEConfig
+from motionkit.models.easyanimate.magvit import MagvitVAE, MagvitVAEConfig
+
+TINY_COGVIDEOX = CogVideoXVAEConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1, latent_channels=16)
+COGVIDEOX_FILE = "motionkit_tiny_cogvideox_vae.safetensors"
+TINY_EASYANIMATE_V5 = MagvitVAEConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1, latent_channels=16)
+EASYANIMATE_V5_FOLDER = "motionkit_tiny_easyanimate_v5"
+
+
+def magvit_json_config(cfg: MagvitVAEConfig) -> dict:
+    """config.json as the published V5.1 folder has it (diffusers' AutoencoderKLMagvit fields)."""
+    return {"_class_name": "AutoencoderKLMagvit", "_diffusers_version": "0.32.0", "in_channels": cfg.in_channels,
+            "out_channels": cfg.out_channels, "latent_channels": cfg.latent_channels,
+            "block_out_channels": list(cfg.block_out_channels), "down_block_types": list(cfg.down_block_types),
+            "up_block_types": list(cfg.up_block_types), "layers_per_block": cfg.layers_per_block, "act_fn": "silu",
+            "norm_num_groups": cfg.norm_num_groups, "scaling_factor": cfg.scaling_factor,
+            "spatial_group_norm": cfg.spatial_group_norm}
+
+
+def random_state_dict(net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Deterministic weights: conv/linear N(0, 1/fan_in), norms around 1 and 0."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in net.state_dict().items():
+        if value.ndim > 1:
+            fan_in = value[0].numel()
+            state[key] = torch.randn(value.shape, generator=generator) / fan_in ** 0.5
+        elif "norm" in key and key.endswith("weight"):
+            state[key] = 1 + 0.1 * torch.randn(value.shape, generator=generator)
+        else:
+            state[key] = 0.05 * torch.randn(value.shape, generator=generator)
+    return state
+
+
+def write(models_dir: Path) -> list[Path]:
+    folder = Path(models_dir) / "vae"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / COGVIDEOX_FILE
+    safetensors.torch.save_file(random_state_dict(CogVideoXVAE(TINY_COGVIDEOX), seed=5), str(path))
+    v5 = folder / EASYANIMATE_V5_FOLDER
+    v5.mkdir(exist_ok=True)
+    v5_path = v5 / "diffusion_pytorch_model.safetensors"
+    safetensors.torch.save_file(random_state_dict(MagvitVAE(TINY_EASYANIMATE_V5), seed=6), str(v5_path))
+    (v5 / "config.json").write_text(json.dumps(magvit_json_config(TINY_EASYANIMATE_V5), indent=2))
+    return [path, v5_path, v5 / "config.json"]

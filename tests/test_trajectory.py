@@ -1,0 +1,289 @@
+"""Trajectories: formats, resampling, Tora's flow front end against the official pipeline, bad input, nodes."""
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import harness
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trajectory_reference import official_select, official_video  # noqa: E402
+
+pack = harness.import_pack()
+from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
+from motionkit.nodes import trajectory as nodes  # noqa: E402
+
+ROOT = harness.ROOT
+Track, Trajectories, TrajectoryError = data.Track, data.Trajectories, data.TrajectoryError
+
+
+def _set(*tracks, width=240, height=160, frames=None):
+    return Trajectories(width, height, [Track(list(p), f"t{i}") for i, p in enumerate(tracks)], frames)
+
+
+# ---------------------------------------------------------------- formats
+def test_motionkit_json_round_trip():
+    original = Trajectories(720, 480, [Track([(1, 2), (3.5, 4)], "car", [0, 7]), Track([(5, 6), (7, 8)], "bird")])
+    text = original.to_json()
+    assert json.loads(text) == {"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 720, "height": 480},
+                                "tracks": [{"name": "car", "points": [[1, 2], [3.5, 4]], "frames": [0, 7]},
+                                           {"name": "bird", "points": [[5, 6], [7, 8]]}]}
+    assert formats.parse_trajectories(text) == original
+
+
+def test_kjnodes_spline_strings_one_and_several():
+    one = formats.parse_trajectories("[{'x': 10, 'y': 20}, {'x': 30, 'y': 40}]", "auto", 512, 256)
+    assert (one.width, one.height, [t.points for t in one.tracks]) == (512, 256, [[(10, 20), (30, 40)]])
+    assert one.tracks[0].frames is None and one.tracks[0].name == "track 1"
+    several = formats.parse_trajectories('[[{"x": 1, "y": 2}, {"x": 3, "y": 4}], [{"x": 5.5, "y": 6}, {"x": 7, "y": 8}]]')
+    assert [t.points for t in several.tracks] == [[(1, 2), (3, 4)], [(5.5, 6), (7, 8)]]
+
+
+def test_wan_ati_tracks_get_frame_indices():
+    text = '[[{"x": 1, "y": 2}, {"x": 3, "y": 4}, {"x": 5, "y": 6}], [{"x": 9, "y": 9}, {"x": 8, "y": 8}]]'
+    loaded = formats.parse_trajectories(text, "wan_ati_tracks", 832, 480)
+    assert [t.frames for t in loaded.tracks] == [[0, 1, 2], [0, 1]]
+    single = formats.parse_trajectories('[{"x": 1, "y": 2}, {"x": 3, "y": 4}]', "wan_ati_tracks")
+    assert [t.points for t in single.tracks] == [[(1, 2), (3, 4)]]
+
+
+def test_point_lists_json_and_tora_txt_lines():
+    assert [t.points for t in formats.parse_trajectories("[[1, 2], [3, 4]]").tracks] == [[(1, 2), (3, 4)]]
+    assert [t.points for t in formats.parse_trajectories("[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]").tracks] == \
+        [[(1, 2), (3, 4)], [(5, 6), (7, 8)]]
+    lines = formats.parse_trajectories("12,200\n40,180\n\n90,100\n", "auto", 256, 256)
+    assert (lines.width, [t.points for t in lines.tracks]) == (256, [[(12, 200), (40, 180), (90, 100)]])
+
+
+# ---------------------------------------------------------------- resampling
+@pytest.mark.parametrize("count,frames", [(100, 49), (49, 49), (60, 49), (2, 49), (5, 49), (3, 7), (200, 13)])
+def test_tora_official_selection_matches_the_official_code(count, frames):
+    rng = np.random.default_rng(count)
+    points = [[int(x), int(y)] for x, y in rng.integers(0, 256, (count, 2))]
+    expected = official_select(points, frames)
+    assert [list(p) for p in resample.tora_official_points(points, frames)] == expected
+    assert len(expected) == frames
+
+
+def test_tora_official_drops_the_end_of_long_paths():
+    points = [(i, 0) for i in range(100)]  # 100 points, 49 frames: skip 2, then cut to 49
+    chosen = resample.tora_official_points(points, 49)
+    assert chosen[0] == (0, 0) and chosen[-1] == (96, 0)
+
+
+def test_arc_length_is_constant_speed_with_ends_kept():
+    out = resample.resample(_set([(0, 0), (100, 0), (100, 50)], width=200, height=200), 7)
+    points = out.tracks[0].points
+    assert points[0] == (0, 0) and points[-1] == (100, 50) and out.num_frames == 7 and out.per_frame()
+    steps = [math.dist(a, b) for a, b in zip(points, points[1:])]
+    assert points[2] == (50, 0) and points[4] == (100, 0)
+    assert all(abs(step - 25) < 1e-9 for step in steps)
+
+
+def test_timed_points_hold_and_interpolate():
+    timed = Trajectories(100, 100, [Track([(0, 0), (40, 0)], "t", [2, 6])], num_frames=9)
+    points = resample.resample(timed, 9).tracks[0].points
+    assert points == [(0, 0), (0, 0), (0, 0), (10, 0), (20, 0), (30, 0), (40, 0), (40, 0), (40, 0)]
+
+
+# ---------------------------------------------------------------- flow against the official pipeline
+def _parity_case(tracks, frames, height, width, mode, per_frame=False):
+    trajectories = resample.resample(Trajectories(width, height, [Track(p, "t") for p in tracks]), frames, mode)
+    pixels = flow.track_pixels(trajectories, width, height)
+    ref_rgb, ref_flow = official_video(pixels.tolist(), frames, height, width, per_frame)
+    field = flow.flow_field(pixels, height, width)
+    video = flow.trajectories_to_flow_video(trajectories, width, height, "per_frame" if per_frame else "global")
+    rgb = (video * 255).round().to(torch.uint8)
+    assert torch.equal(video, rgb.float() / 255.0)
+    return field, ref_flow, rgb, ref_rgb
+
+
+@pytest.mark.parametrize("mode,per_frame", [("arc_length", False), ("tora_official", False), ("arc_length", True)])
+def test_flow_video_equals_official_processing(mode, per_frame):
+    tracks = [[(20, 30), (120, 30), (230, 30)],           # pure horizontal: the colour wheel's seam
+              [(200, 150), (120, 100), (5, 140)],          # near borders: reflect-101 folding
+              [(60, 5), (60, 150), (180, 150), (60, 10)],  # vertical, then crossing the others
+              [(100, 80), (100, 80)]]                      # still: zero flow
+    field, ref_flow, rgb, ref_rgb = _parity_case(tracks, 13, 160, 240, mode, per_frame)
+    assert (field - ref_flow).abs().max() < 1e-4
+    assert (ref_flow.abs() > 0.1).any(dim=-1).sum() > 1000
+    # The seam: rightward motion whose vertical component is exactly zero here and +-1e-16 in cv2.filter2D's
+    # DFT; atan2 then puts it at either end of the wheel (index 0 or 54).
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    different = (rgb != ref_rgb).any(-1)
+    assert not (different & ~seam).any(), "RGB differs off the seam"
+    assert torch.equal(rgb[~seam], ref_rgb[~seam])
+    assert different.sum() > 0, "the case should exercise the seam"
+    # on the seam, the official pixel is the same flow coloured from the other side of the wheel
+    f, y, x = torch.nonzero(different, as_tuple=True)
+    u = field[f, y, x, 0]
+    maxima = (field.square().sum(-1).sqrt().flatten(1).max(1).values[f] if per_frame
+              else field.square().sum(-1).sqrt().max().expand_as(u))
+    other_side = flow.colorize(u, torch.full_like(u, -1e-30), maxima, flow.middlebury_colorwheel())
+    assert torch.equal(other_side, ref_rgb[f, y, x])
+
+
+def test_tora_txt_end_to_end_equals_the_official_process_traj():
+    # Tora's .txt tracks (256x256 canvas): one longer than the video (its end is dropped), one shorter
+    long = [(10 + 7 * i, 200 - 3 * i) for i in range(30)]
+    short = [(240, 20), (128, 128), (30, 60)]
+    text = json.dumps([[list(p) for p in long], [list(p) for p in short]])
+    frames, height, width = 13, 96, 128
+    loaded = nodes.MotionKitLoadTrajectories().load(text, "point_list", 256, 256)[0]
+    video = nodes.MotionKitTrajectoriesToFlow().flow(loaded, width, height, frames, "tora_official", "global")[0]
+    pixels = [[[int(width * x / 256), int(height * y / 256)] for x, y in official_select(track, frames)]
+              for track in (long, short)]
+    ref_rgb, ref_flow = official_video(pixels, frames, height, width)
+    field = flow.flow_field(torch.tensor(pixels), height, width)
+    assert (field - ref_flow).abs().max() < 1e-4
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    rgb = (video * 255).round().to(torch.uint8)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam]) and (ref_rgb != 255).any()
+
+
+def test_flow_on_a_video_smaller_than_the_kernel():
+    field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length")
+    assert (field - ref_flow).abs().max() < 1e-4
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam])
+
+
+def test_frame_zero_and_still_tracks_are_white():
+    video = flow.trajectories_to_flow_video(resample.resample(_set([(10, 10), (10, 10)]), 5), 240, 160)
+    assert torch.equal(video, torch.ones(5, 160, 240, 3))
+
+
+def test_colorwheel_is_torchvisions():
+    expected = torch.tensor([[255, 0, 0], [255, 17, 0], [255, 238, 0], [255, 255, 0], [43, 255, 0], [0, 255, 0],
+                             [0, 255, 191], [0, 255, 255], [0, 24, 255], [0, 0, 255], [235, 0, 255], [255, 0, 255],
+                             [255, 0, 43]], dtype=torch.float32)
+    wheel = flow.middlebury_colorwheel()
+    assert wheel.shape == (55, 3)
+    assert torch.equal(wheel[[0, 1, 14, 15, 20, 21, 24, 25, 35, 36, 48, 49, 54]], expected)
+
+
+# ---------------------------------------------------------------- bad input: every case of the issue
+def _flow_of(trajectories, frames=9):
+    return nodes.MotionKitTrajectoriesToFlow().flow(trajectories, 240, 160, frames, "arc_length", "global")[0]
+
+
+BAD_INPUT = [
+    # (case, action, expected error text or None for a documented clamp checked in the test)
+    ("empty track", lambda: _flow_of(_set([], [(1, 1), (5, 5)])), "track 1 ('t0') is empty; give it at least two points or delete it"),
+    ("single-point track", lambda: _flow_of(_set([(3, 4)])), "track 1 ('t0') has a single point; a trajectory needs at least two points"),
+    ("NaN coordinate", lambda: formats.parse_trajectories("[[1, 2], [NaN, 4]]"), "point 2 is (nan, 4.0); coordinates must be finite numbers"),
+    ("huge coordinate", lambda: formats.parse_trajectories("[[1, 2], [1e9, 4]]"), "coordinates beyond 16384 pixels are not accepted"),
+    ("outside the canvas, error mode", lambda: resample.resample(_set([(1, 2), (300, -5)]), 5, "arc_length", "error"),
+     "1 point(s) lie outside the 240x160 canvas, first track 1 point 2 at (300, -5); move them inside or set out_of_frame to clamp"),
+    ("no tracks", lambda: _flow_of(_set()), "there are no tracks; draw or load at least one track"),
+    ("frame count 0", lambda: resample.resample(_set([(1, 1), (5, 5)]), 0), "the frame count is 0; it must be at least 2"),
+    ("frame count 1", lambda: resample.resample(_set([(1, 1), (5, 5)]), 1), "the frame count is 1; it must be at least 2"),
+    ("1x1 canvas", lambda: formats.parse_trajectories("[[0, 0], [0, 0]]", "point_list", 1, 1), "the canvas is 1x1 pixels; it must be at least 2x2"),
+    ("1x1 video", lambda: flow.trajectories_to_flow_video(resample.resample(_set([(1, 1), (5, 5)]), 3), 1, 1), "the video is 1x1; it must be at least 2x2"),
+    ("malformed MotionKit JSON", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 1,\n "tracks": [}'),
+     "expected MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 1, ...}); the text breaks at line 2, column 13"),
+    ("malformed KJNodes string", lambda: formats.parse_trajectories("[{'x': 1, 'y': 2}, {'x': 3 'y': 4}]"),
+     "expected KJNodes Spline Editor coordinates ([{'x': .., 'y': ..}, ...] or a list of those lists); the text breaks at line 1, column 28"),
+    ("malformed ATI tracks", lambda: formats.parse_trajectories('[[{"x": 1, "y": 2}, {"x": 3}]]', "wan_ati_tracks"),
+     "track 1, point 2: expected a point {\"x\": .., \"y\": ..}, got {\"x\": 3}"),
+    ("malformed point lines", lambda: formats.parse_trajectories("1,2\n3;4;5\n"), "the text breaks at line 2: '3;4;5' is not 'x,y'"),
+    ("empty text", lambda: formats.parse_trajectories("  "), "the text is empty"),
+    ("unsupported JSON version", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 7}'),
+     "trajectory JSON version 7 is not supported; this MotionKit reads version 1"),
+    ("outside the canvas, clamp mode", None, None),
+    ("more tracks than colours", None, None),
+]
+
+
+@pytest.mark.parametrize("case,action,message", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_table(case, action, message, caplog):
+    if case == "outside the canvas, clamp mode":  # documented clamp: logged, points on the edge, flow still right
+        with caplog.at_level(logging.WARNING, logger="MotionKit"):
+            out = resample.resample(_set([(1, 2), (300, -5)]), 3)
+        assert out.tracks[0].points == [(1, 2), (120, 1), (239, 0)]
+        assert "clamped to the canvas edge" in caplog.text
+        return
+    if case == "more tracks than colours":  # there is no colour limit: every track gets its own colour
+        many = _set(*[[(5 + 10 * i, 5), (5 + 10 * i, 100)] for i in range(20)])
+        colors = preview.track_colors(20)
+        assert len(set(colors)) == 20
+        image = nodes.MotionKitPreviewTrajectories().preview(many, 3)[0]
+        assert image.shape == (1, 160, 240, 3)
+        assert _flow_of(many).shape == (9, 160, 240, 3)
+        return
+    with pytest.raises(TrajectoryError) as error:
+        action()
+    assert message in str(error.value)
+
+
+def test_clamped_points_give_the_flow_of_the_clamped_track():
+    outside = _flow_of(_set([(10, 10), (400, 10)]))
+    inside = _flow_of(_set([(10, 10), (239, 10)]))
+    assert torch.equal(outside, inside)
+
+
+# ---------------------------------------------------------------- nodes
+def test_draw_node_scales_to_its_canvas_and_outputs_the_tracks():
+    state = Trajectories(360, 240, [Track([(36, 24), (180, 120)], "a")]).to_json()
+    result = nodes.MotionKitDrawTrajectories().draw(720, 480, 49, state)
+    out = result["result"][0]
+    assert (out.width, out.height, out.tracks[0].points, out.tracks[0].name) == (720, 480, [(72, 48), (360, 240)], "a")
+
+
+@pytest.mark.host
+def test_draw_node_shows_the_reference_image_in_the_browser():
+    state = Trajectories(64, 48, [Track([(1, 2), (30, 40)], "a")]).to_json()
+    reference = torch.zeros(2, 48, 64, 3)
+    reference[0, :, :32] = 1.0
+    result = nodes.MotionKitDrawTrajectories().draw(64, 48, 9, state, reference)
+    [shown] = result["ui"]["reference"]
+    assert shown["type"] == "temp" and shown["subfolder"] == ""
+    with Image.open(Path(nodes.host.temp_directory()) / shown["filename"]) as image:
+        pixels = np.asarray(image)
+    assert pixels.shape == (48, 64, 3) and pixels[:, :32].min() == 255 and pixels[:, 32:].max() == 0
+
+
+def test_preview_draws_colours_and_current_positions():
+    trajectories = resample.resample(_set([(20, 80), (220, 80)], [(120, 10), (120, 150)]), 3)
+    frames = torch.zeros(3, 160, 240, 3)
+    out = nodes.MotionKitPreviewTrajectories().preview(trajectories, 3, frames)[0]
+    colors = preview.track_colors(2)
+    assert out.shape == (3, 160, 240, 3)
+    line = torch.tensor(colors[0], dtype=torch.float32) * 230 / 255  # the line is drawn at alpha 230 over black
+    assert ((out[1, 80, 60] * 255) - line).abs().max() <= 1
+    # the current-position dot moves: centre of track 0 at frame 0 is (20, 80), at frame 2 (220, 80)
+    assert (out[0, 80, 20] * 255 - torch.tensor(colors[0], dtype=torch.float32)).abs().max() < 2
+    assert (out[2, 80, 220] * 255 - torch.tensor(colors[0], dtype=torch.float32)).abs().max() < 2
+    assert out[0, 80, 220].sum() < out[2, 80, 220].sum()
+
+
+# ---------------------------------------------------------------- the real ComfyUI
+@pytest.mark.host
+def test_example_workflow_outputs(comfy_server):
+    outputs = comfy_server.run_ui_workflow(ROOT / "example_workflows" / "trajectory_flow_preview.json")
+    files = comfy_server.output_files(outputs)
+    videos = [f for f in files if f.suffix == ".mp4"]
+    images = [f for f in files if f.suffix == ".png"]
+    assert len(videos) == 1 and len(images) == 1
+    with av.open(str(videos[0])) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 25 and frames[0].shape == (240, 360, 3)
+    assert frames[0].min() > 240  # frame 0 has no motion: white (up to video compression)
+    assert any(frame.min() < 128 for frame in frames[1:])
+    with Image.open(images[0]) as preview_image:
+        assert preview_image.size == (720, 480)
+
+
+def test_preview_of_timed_tracks_follows_their_timing():
+    timed = Trajectories(240, 160, [Track([(20, 80), (220, 80)], "t", [0, 2])], num_frames=5)
+    out = preview.draw_trajectories(timed, torch.zeros(5, 160, 240, 3))
+    color = torch.tensor(preview.track_colors(1)[0], dtype=torch.float32)
+    assert (out[1, 80, 120] * 255 - color).abs().max() < 2  # halfway at frame 1
+    assert (out[4, 80, 220] * 255 - color).abs().max() < 2  # held at the end after frame 2

@@ -1,0 +1,66 @@
+"""Peak memory of the streamed decode stays flat in clip length (CPU, no GPU needed).
+
+Peak tensor memory is measured by bench/slice_vae_memory.PeakMemory (a TorchDispatchMode
+that counts every storage from creation to release). The output video itself grows with
+length by definition, so the figure compared is the peak minus the output's bytes: the
+decoder's working memory.
+"""
+import sys
+
+import pytest
+import torch
+
+import harness
+
+pack = harness.import_pack()
+video_vae = sys.modules["motionkit.models.video_vae"]
+sys.path.insert(0, str(harness.ROOT / "bench"))
+from slice_vae_memory import peak_bytes  # noqa: E402
+
+
+def _tiny(kind: str):
+    torch.manual_seed(0)
+    if kind == "easyanimate-v5":
+        from diffusers import AutoencoderKLMagvit as cls
+        name = "AutoencoderKLMagvit"
+    else:
+        from diffusers import AutoencoderKLCogVideoX as cls
+        name = "AutoencoderKLCogVideoX"
+    ref = cls(block_out_channels=(8, 8, 16, 16), latent_channels=4, layers_per_block=1, norm_num_groups=4).eval()
+    ours = video_vae.build_video_vae(ref.state_dict(), dict(ref.config, _class_name=name), dtype=torch.float32)
+    return ref, ours
+
+
+def _working_memory(vae, latent, tiles=None) -> int:
+    vae.decode(latent[:, :, :2], tiles)  # warm-up: the first call of a process allocates once-only buffers
+    peak, images = peak_bytes(vae.decode, latent, tiles)
+    return peak - images.numel() * images.element_size()
+
+
+@pytest.mark.parametrize("kind", ["easyanimate-v5", "cogvideox"])
+def test_streamed_decode_peak_is_flat_in_clip_length(kind):
+    ref, ours = _tiny(kind)
+    peaks = []
+    for length in (1, 2, 4):
+        latent = torch.randn(1, 4, 1 + 4 * length, 8, 8, generator=torch.Generator().manual_seed(length))
+        peaks.append(_working_memory(ours, latent))
+    assert max(peaks) <= 1.10 * min(peaks), peaks
+    # the same measurement sees diffusers' plain decode grow with length (it keeps every decoded chunk)
+    small, _ = peak_bytes(lambda z: ref.decode(z).sample, torch.randn(1, 4, 5, 8, 8))
+    large, _ = peak_bytes(lambda z: ref.decode(z).sample, torch.randn(1, 4, 17, 8, 8))
+    assert large > 2.5 * small
+
+
+def test_tiled_streamed_decode_peak_is_flat_and_below_diffusers_tiled():
+    ref, ours = _tiny("easyanimate-v5")
+    tiles = video_vae.TilePlan.for_decode(32, 8, 8)
+    peaks = []
+    for length in (1, 2, 4):
+        latent = torch.randn(1, 4, 1 + 4 * length, 12, 12, generator=torch.Generator().manual_seed(length))
+        peaks.append(_working_memory(ours, latent, tiles))
+    assert max(peaks) <= 1.10 * min(peaks), peaks
+    ref.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32,
+                      tile_sample_stride_height=24, tile_sample_stride_width=24)
+    latent = torch.randn(1, 4, 17, 12, 12)
+    diffusers_peak, images = peak_bytes(lambda z: ref.decode(z).sample, latent)
+    assert max(peaks) < 0.5 * (diffusers_peak - images.numel() * images.element_size()), (peaks, diffusers_peak)
