@@ -73,16 +73,26 @@ def causal_conv3d(operations):
                 keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
                 x = torch.cat([previous[:, :, previous.shape[2] - keep:], x], dim=2)
             state[self.state_key] = x[:, :, -self.time_pad:].clone()
-            return super().forward(x)
+            if x.device.type != "cpu":
+                return super().forward(x)
+            # on the CPU, 3D convolutions are faster and lighter one output frame at a time
+            # (smaller unfold buffers); the official code convolves the same windows
+            frames = [super(MagvitCausalConv3d, self).forward(x[:, :, i:i + self.time_pad + 1])
+                      for i in range(0, x.shape[2] - self.time_pad, self.time_stride)]
+            return frames[0] if len(frames) == 1 else torch.cat(frames, dim=2)
 
     return MagvitCausalConv3d
 
 
-def _group_norm(norm, x: torch.Tensor, per_frame: bool) -> torch.Tensor:
+def _group_norm(norm, x: torch.Tensor, per_frame: bool, inplace: bool = False) -> torch.Tensor:
+    """GroupNorm over the chunk, or per frame (then frame by frame, into `x` itself when `inplace`,
+    so no full-size copy of the chunk is made)."""
     if not per_frame:
         return norm(x)
-    b = x.shape[0]
-    return norm(x.transpose(1, 2).flatten(0, 1)).unflatten(0, (b, -1)).transpose(1, 2)
+    out = x if inplace else torch.empty_like(x)
+    for t in range(x.shape[2]):
+        out[:, :, t] = norm(x[:, :, t])
+    return out
 
 
 class MagvitResidualBlock3D(torch.nn.Module):
@@ -98,10 +108,9 @@ class MagvitResidualBlock3D(torch.nn.Module):
                          if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        h = self.conv1(F.silu(_group_norm(self.norm1, x, self.per_frame)), state)
-        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame)), state)
-        return h + shortcut
+        h = self.conv1(F.silu(_group_norm(self.norm1, x, self.per_frame), inplace=True), state)
+        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame, inplace=True), inplace=True), state)
+        return h.add_(x if self.shortcut is None else self.shortcut(x))
 
 
 class MagvitDownsampler3D(torch.nn.Module):
@@ -170,7 +179,8 @@ class MagvitEncoder(torch.nn.Module):
         for level in self.down_blocks:
             h = level(h, state)
         h = self.mid_block(h, state)
-        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame)), state)
+        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame, inplace=True), inplace=True),
+                             state)
 
 
 class MagvitDecoder(torch.nn.Module):
@@ -198,7 +208,8 @@ class MagvitDecoder(torch.nn.Module):
         h = self.mid_block(self.conv_in(z, state), state)
         for level in self.up_blocks:
             h = level(h, state)
-        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame)), state)
+        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame, inplace=True), inplace=True),
+                             state)
 
 
 class MagvitVAE(torch.nn.Module):
