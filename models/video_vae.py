@@ -79,14 +79,29 @@ def _blend_columns(left: torch.Tensor, right: torch.Tensor, extent: int) -> None
         right[..., x] = left[..., x - extent] * (1 - x / extent) + right[..., x] * (x / extent)
 
 
+def _move_state(state: dict, device: torch.device) -> None:
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.device != device:
+            state[key] = value.to(device, non_blocking=True)
+
+
 def _tiled_step(piece: torch.Tensor, step: Callable, states: dict, plan: TilePlan,
                 out_h: int, out_w: int) -> torch.Tensor:
-    """One chunk through every tile, each with its own causal state, blended and cropped."""
+    """One chunk through every tile, each with its own causal state, blended and cropped.
+
+    Between chunks a tile's state waits on the intermediate device (when that is not the
+    compute device), so the compute device holds one tile's state and activations at a time."""
     height, width = piece.shape[-2:]
-    rows = []
-    for i in range(0, height, plan.stride_h):
-        rows.append([step(piece[..., i:i + plan.tile_h, j:j + plan.tile_w], states.setdefault((i, j), {}))
-                     for j in range(0, width, plan.stride_w)])
+    parking = host.intermediate_device()
+
+    def run(i: int, j: int) -> torch.Tensor:
+        state = states.setdefault((i, j), {})
+        _move_state(state, piece.device)
+        y = step(piece[..., i:i + plan.tile_h, j:j + plan.tile_w], state)
+        _move_state(state, parking)
+        return y
+
+    rows = [[run(i, j) for j in range(0, width, plan.stride_w)] for i in range(0, height, plan.stride_h)]
     result = []
     for i, row in enumerate(rows):
         for j, tile in enumerate(row):

@@ -83,6 +83,22 @@ def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
     assert (got - expected).abs().max().item() <= TOL
 
 
+def test_cogvideox_tiled_encode_equals_diffusers_tiled_encode(cogvideox):
+    ref, ours = cogvideox
+    frames = torch.rand(1, 9, 80, 72, 3, generator=torch.Generator().manual_seed(7))
+    ref.enable_tiling(tile_sample_min_height=48, tile_sample_min_width=40)
+    try:
+        with torch.no_grad():
+            expected = ref.encode(frames.permute(0, 4, 1, 2, 3) * 2 - 1).latent_dist.mode() * 0.7
+    finally:
+        ref.disable_tiling()
+    # diffusers: 48x40-pixel tiles, stride int(48*5/6)=40 and int(40*4/5)=32, blend int(6/6)=1 and int(5/5)=1
+    plan = video_vae.TilePlan(48, 40, 40, 32, 1, 1, 5, 4)
+    got = ours.encode(frames, plan)
+    assert got.shape == expected.shape == (1, 4, 3, 10, 9)
+    assert (got - expected).abs().max().item() <= TOL
+
+
 def test_cogvideox_batch_of_two_equals_two_singles(cogvideox):
     _, ours = cogvideox
     z = torch.randn(2, 4, 5, 4, 4, generator=torch.Generator().manual_seed(3))

@@ -67,19 +67,28 @@ def causal_conv3d(operations):
 
         def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
             previous = state.get(self.state_key)
-            if previous is None:
-                x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0), mode="replicate")
-            else:
+            if previous is None:  # the very first chunk: repeat its first frame
+                head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+            else:  # later chunks: the previous chunk's last frames (one fewer for a stride-2 conv)
                 keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
-                x = torch.cat([previous[:, :, previous.shape[2] - keep:], x], dim=2)
-            state[self.state_key] = x[:, :, -self.time_pad:].clone()
+                head = previous[:, :, previous.shape[2] - keep:]
+            from_x = min(x.shape[2], self.time_pad)
+            state[self.state_key] = torch.cat([head[:, :, head.shape[2] - (self.time_pad - from_x):],
+                                               x[:, :, x.shape[2] - from_x:]], dim=2).clone()
             if x.device.type != "cpu":
-                return super().forward(x)
-            # on the CPU, 3D convolutions are faster and lighter one output frame at a time
-            # (smaller unfold buffers); the official code convolves the same windows
-            frames = [super(MagvitCausalConv3d, self).forward(x[:, :, i:i + self.time_pad + 1])
-                      for i in range(0, x.shape[2] - self.time_pad, self.time_stride)]
-            return frames[0] if len(frames) == 1 else torch.cat(frames, dim=2)
+                return super().forward(torch.cat([head, x], dim=2))
+            # on the CPU, 3D convolutions are faster one output frame at a time (smaller unfold
+            # buffers, as the official code convolves), and the padded chunk is never copied whole
+            h, k = head.shape[2], self.time_pad + 1
+            starts = range(0, h + x.shape[2] - self.time_pad, self.time_stride)
+            out = None
+            for n, i in enumerate(starts):
+                window = x[:, :, i - h:i - h + k] if i >= h else torch.cat([head[:, :, i:], x[:, :, :k - h + i]], dim=2)
+                y = super().forward(window)
+                if out is None:
+                    out = y.new_empty((y.shape[0], y.shape[1], len(starts), *y.shape[3:]))
+                out[:, :, n] = y[:, :, 0]
+            return out
 
     return MagvitCausalConv3d
 
