@@ -67,15 +67,20 @@ def test_cogvideox_encode_equals_diffusers(cogvideox):
     assert (got - expected).abs().max().item() <= TOL
 
 
-def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
-    ref, ours = cogvideox
-    z = torch.randn(1, 4, 5, 10, 9, generator=torch.Generator().manual_seed(2))
+def _tiled_reference(ref, call):
+    """diffusers' result with its tiling on (48x40-pixel tiles, CogVideoX's overlap factors 1/6 and 1/5)."""
     ref.enable_tiling(tile_sample_min_height=48, tile_sample_min_width=40)
     try:
         with torch.no_grad():
-            expected = _images(ref.decode(z).sample)
+            return call()
     finally:
         ref.disable_tiling()
+
+
+def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
+    ref, ours = cogvideox
+    z = torch.randn(1, 4, 5, 10, 9, generator=torch.Generator().manual_seed(2))
+    expected = _images(_tiled_reference(ref, lambda: ref.decode(z).sample))
     # diffusers' CogVideoX tiles: 6x5 latents, stride int(6*5/6)=5 and int(5*4/5)=4, blend 48/6=8 and 40/5=8
     plan = video_vae.TilePlan(6, 5, 5, 4, 8, 8, 40, 32)
     got = ours.decode(z * 0.7, plan)
@@ -86,12 +91,7 @@ def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
 def test_cogvideox_tiled_encode_equals_diffusers_tiled_encode(cogvideox):
     ref, ours = cogvideox
     frames = torch.rand(1, 9, 80, 72, 3, generator=torch.Generator().manual_seed(7))
-    ref.enable_tiling(tile_sample_min_height=48, tile_sample_min_width=40)
-    try:
-        with torch.no_grad():
-            expected = ref.encode(frames.permute(0, 4, 1, 2, 3) * 2 - 1).latent_dist.mode() * 0.7
-    finally:
-        ref.disable_tiling()
+    expected = _tiled_reference(ref, lambda: ref.encode(frames.permute(0, 4, 1, 2, 3) * 2 - 1).latent_dist.mode()) * 0.7
     # diffusers: 48x40-pixel tiles, stride int(48*5/6)=40 and int(40*4/5)=32, blend int(6/6)=1 and int(5/5)=1
     plan = video_vae.TilePlan(48, 40, 40, 32, 1, 1, 5, 4)
     got = ours.encode(frames, plan)
