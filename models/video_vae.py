@@ -1,4 +1,4 @@
-"""One object for every video VAE of the pack: EasyAnimate V5/V5.1 (cache mag VAE) and CogVideoX.
+"""One object for every video VAE of the pack: EasyAnimate V2 (mag VAE), V5/V5.1 (cache mag VAE) and CogVideoX.
 
 `load_video_vae(path)` detects the version from the keys (and config.json beside the
 file, when there is one) and returns a `VideoVAE`: the node type MOTIONKIT_VIDEO_VAE.
@@ -256,20 +256,28 @@ class VideoVAEFormat:
     markers: tuple
     """Keys that must all be present."""
     build: Callable
-    """(state_dict, json_config, device, dtype, operations) -> the network."""
+    """(state_dict, json_config, device, dtype, operations, file name) -> the network."""
 
 
-def _build_cogvideox(state_dict, json_config, device, dtype, operations):
+def _build_cogvideox(state_dict, json_config, device, dtype, operations, name):
     cfg = cogvideox_keys.config_from_state_dict(state_dict, json_config)
     return cogvideox_vae.CogVideoXVAE(cfg, device=device, dtype=dtype, operations=operations)
 
 
-def _build_magvit(state_dict, json_config, device, dtype, operations):
+def _build_magvit(state_dict, json_config, device, dtype, operations, name):
     cfg = easyanimate_keys.magvit_config(state_dict, json_config)
     return magvit.MagvitVAE(cfg, device=device, dtype=dtype, operations=operations)
 
 
+def _build_slice_magvit(state_dict, json_config, device, dtype, operations, name):
+    easyanimate_keys.official_mode(json_config, name)
+    cfg = easyanimate_keys.slice_config(state_dict, json_config)
+    return magvit.MagvitSliceVAE(cfg, device=device, dtype=dtype, operations=operations)
+
+
 FORMATS: list[VideoVAEFormat] = [
+    VideoVAEFormat("EasyAnimate V2 mag VAE (official, mid-block attention)", easyanimate_keys.MAGVIT_CONFIG_CLASSES,
+                   easyanimate_keys.SLICE_MARKER_KEYS, _build_slice_magvit),
     VideoVAEFormat("EasyAnimate V5/V5.1 VAE", easyanimate_keys.MAGVIT_CONFIG_CLASSES,
                    easyanimate_keys.MAGVIT_MARKER_KEYS, _build_magvit),
     VideoVAEFormat("CogVideoX VAE", ("AutoencoderKLCogVideoX",), cogvideox_keys.MARKER_KEYS, _build_cogvideox),
@@ -319,7 +327,7 @@ def build_video_vae(state_dict: dict, json_config: dict | None = None, name: str
                              f"beside the file, or remove it")
     load_device = host.torch_device()
     dtype = dtype or host.vae_dtype(load_device)
-    net = fmt.build(state_dict, json_config, None, dtype, host.operations())
+    net = fmt.build(state_dict, json_config, None, dtype, host.operations(), name)
     if scaling_factor:
         net.cfg.scaling_factor = float(scaling_factor)
     missing, unexpected = net.load_state_dict(state_dict, strict=False)

@@ -45,6 +45,16 @@ class MagvitVAEConfig:
     """GroupNorm per frame (True, V5/V5.1) or over the whole chunk; False also makes time upsampling trilinear."""
     scaling_factor: float = 0.7125
     """Latents are multiplied by it after encoding."""
+    mid_block_attention: bool = False
+    """Self-attention over all positions of a slice between the mid blocks' residual blocks (V2/V3/V4 files)."""
+    mid_block_attention_heads: int = 1
+    decoder_mid_per_frame: bool = True
+    """diffusers' V5 decoder normalises its mid block per frame whatever `spatial_group_norm` says; the
+    official slice VAEs follow `spatial_group_norm`."""
+    slice_frames: int = 9
+    """V2: image frames per independently encoded slice (official `mini_batch_encoder`)."""
+    slice_latents: int = 3
+    """V2: latent frames per independently decoded slice (official `mini_batch_decoder`)."""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -133,19 +143,74 @@ class MagvitDownsampler3D(torch.nn.Module):
 
 
 class MagvitUpsampler3D(torch.nn.Module):
-    def __init__(self, channels, temporal, per_frame, device=None, dtype=None, operations=torch.nn):
+    def __init__(self, channels, temporal, per_frame, device=None, dtype=None, operations=torch.nn,
+                 first_frame_apart: bool = False):
         super().__init__()
         self.temporal, self.per_frame, self.state_key = temporal, per_frame, ""
+        self.first_frame_apart = first_frame_apart
         self.conv = causal_conv3d(operations)(channels, channels, device=device, dtype=dtype)
+
+    def _double(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
         x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state)
-        if self.temporal:
-            if self.state_key in state:
-                x = F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
-            else:
-                state[self.state_key] = True
+        if not self.temporal:
+            return x
+        if self.first_frame_apart:  # V2 slices: the slice's first frame stands alone, the others double
+            return torch.cat([x[:, :, :1], self._double(x[:, :, 1:])], dim=2) if x.shape[2] > 1 else x
+        if self.state_key in state:  # V5 stream: the clip's first chunk stands alone, later chunks double
+            return self._double(x)
+        state[self.state_key] = True
         return x
+
+
+class MagvitAttention3D(torch.nn.Module):
+    """Self-attention over every (frame, row, column) position of a slice, after a GroupNorm over
+    channels, with a residual connection (the official mid-block `Attention3D`)."""
+
+    def __init__(self, channels, heads, groups, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        self.heads = heads
+        self.group_norm = operations.GroupNorm(groups, channels, eps=1e-6, device=device, dtype=dtype)
+        self.to_q = operations.Linear(channels, channels, device=device, dtype=dtype)
+        self.to_k = operations.Linear(channels, channels, device=device, dtype=dtype)
+        self.to_v = operations.Linear(channels, channels, device=device, dtype=dtype)
+        self.to_out = operations.Linear(channels, channels, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        tokens = self.group_norm(x.flatten(2)).transpose(1, 2)
+        q, k, v = (proj(tokens).unflatten(2, (self.heads, -1)).transpose(1, 2)
+                   for proj in (self.to_q, self.to_k, self.to_v))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        out = self.to_out(out).transpose(1, 2).unflatten(2, (t, h, w))
+        return out.add_(x)
+
+
+class _MidBlock(torch.nn.Module):
+    """Residual blocks (`convs.N`) with an optional attention (`attentions.N`) before each but the first."""
+
+    def __init__(self, convs, attentions=()):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(convs)
+        self.attentions = torch.nn.ModuleList(attentions)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        x = self.convs[0](x, state)
+        for i, block in enumerate(self.convs[1:]):
+            if i < len(self.attentions):
+                x = self.attentions[i](x, state)
+            x = block(x, state)
+        return x
+
+
+def _mid_block(cfg: MagvitVAEConfig, channels: int, per_frame: bool, ops: dict) -> _MidBlock:
+    convs = [MagvitResidualBlock3D(channels, channels, cfg.norm_num_groups, per_frame, **ops)
+             for _ in range(cfg.layers_per_block)]
+    attentions = ([MagvitAttention3D(channels, cfg.mid_block_attention_heads, cfg.norm_num_groups, **ops)
+                   for _ in range(cfg.layers_per_block - 1)] if cfg.mid_block_attention else [])
+    return _MidBlock(convs, attentions)
 
 
 class _Level(torch.nn.Module):
@@ -178,8 +243,7 @@ class MagvitEncoder(torch.nn.Module):
                      for j in range(cfg.layers_per_block)]
             sampler = None if i == len(ch) - 1 else MagvitDownsampler3D(width, kind == SPATIOTEMPORAL_DOWN, **ops)
             self.down_blocks.append(_Level(convs, "downsampler", sampler))
-        self.mid_block = _Level([MagvitResidualBlock3D(ch[-1], ch[-1], g, per_frame, **ops)
-                                 for _ in range(cfg.layers_per_block)])
+        self.mid_block = _mid_block(cfg, ch[-1], per_frame, ops)
         self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
         self.conv_out = causal_conv3d(operations)(ch[-1], 2 * cfg.latent_channels, device=device, dtype=dtype)
 
@@ -193,22 +257,22 @@ class MagvitEncoder(torch.nn.Module):
 
 
 class MagvitDecoder(torch.nn.Module):
-    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn):
+    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn,
+                 first_frame_apart: bool = False):
         super().__init__()
         ops = dict(device=device, dtype=dtype, operations=operations)
         ch, g, per_frame = list(reversed(cfg.block_out_channels)), cfg.norm_num_groups, cfg.spatial_group_norm
         self.per_frame = per_frame
         self.conv_in = causal_conv3d(operations)(cfg.latent_channels, ch[0], device=device, dtype=dtype)
-        # the official decoder's mid block always normalises per frame, whatever spatial_group_norm says
-        self.mid_block = _Level([MagvitResidualBlock3D(ch[0], ch[0], g, True, **ops)
-                                 for _ in range(cfg.layers_per_block)])
+        self.mid_block = _mid_block(cfg, ch[0], cfg.decoder_mid_per_frame or per_frame, ops)
         self.up_blocks = torch.nn.ModuleList()
         for i, (width, kind) in enumerate(zip(ch, cfg.up_block_types)):
             previous = ch[max(i - 1, 0)]
             convs = [MagvitResidualBlock3D(previous if j == 0 else width, width, g, per_frame, **ops)
                      for j in range(cfg.layers_per_block + 1)]
             sampler = (None if i == len(ch) - 1
-                       else MagvitUpsampler3D(width, kind == SPATIOTEMPORAL_UP, per_frame, **ops))
+                       else MagvitUpsampler3D(width, kind == SPATIOTEMPORAL_UP, per_frame, **ops,
+                                              first_frame_apart=first_frame_apart))
             self.up_blocks.append(_Level(convs, "upsampler", sampler))
         self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
         self.conv_out = causal_conv3d(operations)(ch[-1], cfg.out_channels, device=device, dtype=dtype)
@@ -226,6 +290,7 @@ class MagvitVAE(torch.nn.Module):
 
     version = "easyanimate-v5"
     encode_chunk = 4
+    first_frame_apart = False
 
     def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn, decode_chunk: int = 1):
         super().__init__()
@@ -233,7 +298,7 @@ class MagvitVAE(torch.nn.Module):
         self.decode_chunk = decode_chunk
         self.spatial_ratio = 2 ** (len(cfg.block_out_channels) - 1)
         self.encoder = MagvitEncoder(cfg, device, dtype, operations)
-        self.decoder = MagvitDecoder(cfg, device, dtype, operations)
+        self.decoder = MagvitDecoder(cfg, device, dtype, operations, first_frame_apart=self.first_frame_apart)
         self.quant_conv = operations.Conv3d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1,
                                             device=device, dtype=dtype)
         self.post_quant_conv = operations.Conv3d(cfg.latent_channels, cfg.latent_channels, 1,
@@ -275,3 +340,41 @@ class MagvitVAE(torch.nn.Module):
 
     def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
         return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
+
+
+class MagvitSliceVAE(MagvitVAE):
+    """EasyAnimate V2 "mag VAE" (official `slice_mag_vae`): the same network with mid-block attention,
+    run on independent slices: `slice_latents` latent frames (decode) or `slice_frames` image frames
+    (encode) at a time, each padded causally by repeating its own first frame, with no state
+    carried between slices; in each slice the first frame stands alone in the temporal upsamplers.
+    Streaming is exact by construction: one slice is the official unit of work."""
+
+    version = "easyanimate-v2"
+    first_frame_apart = True
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        n = self.cfg.slice_latents
+        return [(i, min(i + n, latent_frames)) for i in range(0, latent_frames, n)]
+
+    def encode_plan(self, frames: int) -> list[tuple[int, int]]:
+        n = self.cfg.slice_frames
+        return [(i, min(i + n, frames)) for i in range(0, frames, n)]
+
+    def decoded_frames(self, index: int, n: int) -> int:
+        return 1 + (n - 1) * self.cfg.temporal_ratio
+
+    def encoded_frames(self, index: int, n: int) -> int:
+        for _ in range(self.cfg.temporal_ratio.bit_length() - 1):
+            n = (n - 1) // 2 + 1
+        return n
+
+    def check_frames(self, frames: int) -> int:
+        return frames
+
+    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+        state.clear()  # every slice starts afresh
+        return super().decode_step(z, state)
+
+    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        state.clear()
+        return super().encode_step(x, state)
