@@ -294,10 +294,10 @@ class CogVideoXVAE(torch.nn.Module):
         return frames
 
     # -- one chunk
-    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Latent chunk (unscaled) -> image chunk in -1..1, updating the causal state."""
         return self.decoder(z, state)
 
-    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Image chunk in -1..1 -> latent mean chunk (unscaled), updating the causal state."""
         return self.encoder(x, state)[:, : self.cfg.latent_channels]

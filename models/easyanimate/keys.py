@@ -30,16 +30,17 @@ OFFICIAL_MODES = {
 
 
 def official_mode(json_config: dict | None, name: str) -> str:
-    """Which official flag a slice-VAE config.json sets; V2 is the only one supported so far."""
+    """Which official flag (V2, V3 or V4) a slice-VAE config.json sets."""
     if not json_config:
         raise ValueError(f"{name} is an official EasyAnimate slice VAE (mid-block attention keys) but there is no "
                          f"config.json beside it; put the config.json of its vae/ folder next to it (it says "
                          f"which of {', '.join(OFFICIAL_MODES.values())} it is)")
     flags = [flag for flag in OFFICIAL_MODES if json_config.get(flag)]
-    if flags != ["slice_mag_vae"]:
+    if len(flags) != 1 or flags[0] == "cache_mag_vae":
         found = ", ".join(f"{f}: {OFFICIAL_MODES[f]}" for f in flags) or "none of " + ", ".join(OFFICIAL_MODES)
-        raise ValueError(f"config.json beside {name} sets {found}; this pack decodes the V2 mag VAE "
-                         f"(slice_mag_vae) of the official slice VAEs; V3 and V4 are not supported yet")
+        raise ValueError(f"config.json beside {name} sets {found}; an official slice VAE with mid-block attention "
+                         f"sets exactly one of slice_mag_vae (V2), slice_compression_vae (V3), "
+                         f"cache_compression_vae (V4)")
     return flags[0]
 
 
@@ -80,7 +81,7 @@ def magvit_config(state_dict, json_config: dict | None = None) -> MagvitVAEConfi
 
 
 def slice_config(state_dict, json_config: dict) -> MagvitVAEConfig:
-    """The official V2 mag VAE: widths from keys, the rest from its config.json (official defaults)."""
+    """The official slice VAEs (V2/V3/V4): widths from keys, the rest from config.json (official defaults)."""
     cfg = magvit_config(state_dict, json_config)
     cfg.spatial_group_norm = bool(json_config.get("spatial_group_norm", False))
     cfg.decoder_mid_per_frame = cfg.spatial_group_norm
@@ -89,7 +90,8 @@ def slice_config(state_dict, json_config: dict) -> MagvitVAEConfig:
     if json_config.get("mid_block_attention_type", "3d") != "3d":
         raise ValueError(f"mid_block_attention_type {json_config['mid_block_attention_type']!r} is not supported "
                          f"(only '3d')")
-    cfg.slice_frames = int(json_config.get("mini_batch_encoder", 9))
-    cfg.slice_latents = int(json_config.get("mini_batch_decoder", 3))
+    v2 = json_config.get("slice_mag_vae")
+    cfg.slice_frames = int(json_config.get("mini_batch_encoder", 9 if v2 else 8))
+    cfg.slice_latents = int(json_config.get("mini_batch_decoder", 3 if v2 else 2))
     cfg.scaling_factor = float(json_config.get("scaling_factor", 0.1825))
     return cfg

@@ -21,6 +21,12 @@ import torch.nn.functional as F
 
 State = dict
 
+ZERO_PADDING = "temporal zero padding"
+"""State key: when set, every temporal convolution pads one zero frame on each side instead of
+padding causally (official padding modes 1 and 2 of the slice VAEs V3/V4)."""
+DOUBLE_ALL = "temporal upsampling of every frame"
+"""State key: when set, the temporal upsamplers double every frame (True) or none (False)."""
+
 SPATIAL_DOWN, SPATIOTEMPORAL_DOWN = "SpatialDownBlock3D", "SpatialTemporalDownBlock3D"
 SPATIAL_UP, SPATIOTEMPORAL_UP = "SpatialUpBlock3D", "SpatialTemporalUpBlock3D"
 
@@ -76,6 +82,8 @@ def causal_conv3d(operations):
             self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
 
         def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+            if state.get(ZERO_PADDING):
+                return super().forward(F.pad(x, (0, 0, 0, 0, 1, 1)))
             previous = state.get(self.state_key)
             if previous is None:  # the very first chunk: repeat its first frame
                 head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
@@ -157,6 +165,8 @@ class MagvitUpsampler3D(torch.nn.Module):
         x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state)
         if not self.temporal:
             return x
+        if DOUBLE_ALL in state:  # V3/V4: the chunk's mode says
+            return self._double(x) if state[DOUBLE_ALL] else x
         if self.first_frame_apart:  # V2 slices: the slice's first frame stands alone, the others double
             return torch.cat([x[:, :, :1], self._double(x[:, :, 1:])], dim=2) if x.shape[2] > 1 else x
         if self.state_key in state:  # V5 stream: the clip's first chunk stands alone, later chunks double
@@ -277,8 +287,12 @@ class MagvitDecoder(torch.nn.Module):
         self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
         self.conv_out = causal_conv3d(operations)(ch[-1], cfg.out_channels, device=device, dtype=dtype)
 
-    def forward(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, state: State, keep: tuple[int, int] | None = None) -> torch.Tensor:
+        """`keep` = (first, count): the latent frames of `z` to decode when `z` also holds neighbours
+        that only the input convolution and the mid block see (the V3 slice VAE)."""
         h = self.mid_block(self.conv_in(z, state), state)
+        if keep is not None:
+            h = h[:, :, keep[0]:keep[0] + keep[1]]
         for level in self.up_blocks:
             h = level(h, state)
         return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame, inplace=True), inplace=True),
@@ -335,10 +349,10 @@ class MagvitVAE(torch.nn.Module):
         """The causal encoder takes 1 + k * temporal_ratio frames; later frames are dropped."""
         return 1 + (frames - 1) // self.cfg.temporal_ratio * self.cfg.temporal_ratio
 
-    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z), state)
 
-    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
 
 
@@ -371,10 +385,81 @@ class MagvitSliceVAE(MagvitVAE):
     def check_frames(self, frames: int) -> int:
         return frames
 
-    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         state.clear()  # every slice starts afresh
-        return super().decode_step(z, state)
+        return super().decode_step(z, state, chunk)
 
-    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         state.clear()
-        return super().encode_step(x, state)
+        return super().encode_step(x, state, chunk)
+
+
+class MagvitSliceCompressionVAE(MagvitSliceVAE):
+    """EasyAnimate V3 "slice VAE" (official `slice_compression_vae`). Encoder: an odd clip's first frame
+    alone, then slices of `slice_frames` (8); decoder: an odd latent's first frame alone, then slices of
+    `slice_latents` (2). Slices are independent, temporal convolutions zero-pad one frame on each side,
+    and the decoder's input convolution and mid block (with its attention) also see the previous and
+    the next slice, whose frames are then dropped: the official smoothing of slice borders. The
+    temporal upsamplers double every frame except in the lone first frame's slice."""
+
+    version = "easyanimate-v3"
+    first_frame_apart = False
+
+    def _plan(self, frames: int, size: int) -> list[tuple[int, int]]:
+        first = [(0, 1)] if frames % 2 else []
+        return first + [(i, min(i + size, frames)) for i in range(len(first), frames, size)]
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        return self._plan(latent_frames, self.cfg.slice_latents)
+
+    def encode_plan(self, frames: int) -> list[tuple[int, int]]:
+        return self._plan(frames, self.cfg.slice_frames)
+
+    def decode_window(self, start: int, end: int, total: int) -> tuple[int, int]:
+        if total % 2 and start == 0:  # the lone first frame
+            return start, end
+        first_slice = start == total % 2
+        n = self.cfg.slice_latents
+        return (start if first_slice else start - n), (min(end + n, total) if end < total else end)
+
+    def decoded_frames(self, index: int, n: int) -> int:
+        return 1 if index == 0 and n == 1 else n * self.cfg.temporal_ratio
+
+    def _slice_state(self, state: State, double: bool) -> None:
+        state.clear()
+        state[ZERO_PADDING] = True
+        state[DOUBLE_ALL] = double
+
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        start, end, total = chunk
+        lone = total % 2 == 1 and start == 0
+        self._slice_state(state, double=not lone)
+        low = self.decode_window(start, end, total)[0]
+        return self.decoder(self.post_quant_conv(z), state, keep=(start - low, end - start))
+
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        self._slice_state(state, double=False)
+        return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
+
+
+class MagvitCacheCompressionVAE(MagvitSliceCompressionVAE):
+    """EasyAnimate V4 (official `cache_compression_vae`): the V3 encoder; the decoder walks the latent
+    in slices of `slice_latents` (2) carrying each causal convolution's last frames from slice to slice
+    (the first slice padded by repeating its first frame), and doubles every frame in time. A one-frame
+    latent is decoded alone with zero padding and no temporal upsampling."""
+
+    version = "easyanimate-v4"
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        n = self.cfg.slice_latents
+        return [(i, min(i + n, latent_frames)) for i in range(0, latent_frames, n)]
+
+    def decode_window(self, start: int, end: int, total: int) -> tuple[int, int]:
+        return start, end
+
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        if chunk[2] == 1:
+            self._slice_state(state, double=False)
+        else:
+            state[DOUBLE_ALL] = True
+        return self.decoder(self.post_quant_conv(z), state)
