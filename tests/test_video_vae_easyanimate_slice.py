@@ -118,3 +118,19 @@ def test_v3_v4_encode_equal_official_encode(v2, config):
     got = ours.encode(frames)
     assert got.shape == expected.shape == (1, 4, 5, 4, 5)
     assert (got - expected).abs().max().item() <= TOL
+
+
+@pytest.mark.host
+def test_official_v3_folder_loads_and_streams_through_the_nodes(models_dir, monkeypatch):
+    import folder_paths
+
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "vae",
+                        ([str(models_dir / "vae")], folder_paths.supported_pt_extensions))
+    nodes = sys.modules["motionkit.nodes.video_vae"]
+    (vae,) = nodes.MotionKitLoadVideoVAE().load("motionkit_tiny_easyanimate_v3/diffusion_pytorch_model.safetensors",
+                                                0.0, "fp32")
+    assert (vae.version, vae.latent_channels, vae.scaling_factor) == ("easyanimate-v3", 4, 0.1825)
+    (latent,) = nodes.MotionKitVideoVAEEncode().encode(vae, torch.rand(17, 32, 32, 3), 0, 64)
+    assert latent["samples"].shape == (1, 4, 5, 4, 4)  # the first frame alone, then 2 slices of 8 frames
+    (images,) = nodes.MotionKitSliceVAEDecode().decode(vae, latent, 0, 64)
+    assert images.shape == (17, 32, 32, 3)  # 1 + 2 slices x 2 latent frames x 4
