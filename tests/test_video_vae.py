@@ -179,11 +179,14 @@ def test_truncated_file_is_a_clear_error(tmp_path, cogvideox):
 def test_unknown_weights_list_what_was_checked():
     with pytest.raises(ValueError) as error:
         video_vae.build_video_vae({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}, name="sd.safetensors")
-    message = str(error.value)
-    assert message.startswith("sd.safetensors is not a video VAE this pack knows (1 keys, e.g. "
-                              "first_stage_model.decoder.conv_in.weight). Checked: CogVideoX VAE: missing "
-                              "encoder.conv_in.conv.weight, decoder.up_blocks.0.resnets.0.norm1.conv_y.conv.weight, "
-                              "decoder.norm_out.conv_y.conv.weight")
+    assert str(error.value) == (
+        "sd.safetensors is not a video VAE this pack knows (1 keys, e.g. first_stage_model.decoder.conv_in.weight). "
+        "Checked: EasyAnimate V2/V3/V4 slice VAE (official, mid-block attention): missing encoder.conv_in.weight, "
+        "encoder.down_blocks.0.convs.0.conv1.weight, decoder.up_blocks.0.convs.0.conv1.weight, post_quant_conv.weight, "
+        "decoder.mid_block.attentions.0.to_q.weight; EasyAnimate V5/V5.1 VAE: missing encoder.conv_in.weight, "
+        "encoder.down_blocks.0.convs.0.conv1.weight, decoder.up_blocks.0.convs.0.conv1.weight, post_quant_conv.weight; "
+        "CogVideoX VAE: missing encoder.conv_in.conv.weight, decoder.up_blocks.0.resnets.0.norm1.conv_y.conv.weight, "
+        "decoder.norm_out.conv_y.conv.weight. Use the VAE's diffusion_pytorch_model.safetensors (with its config.json)")
 
 
 def test_unknown_config_names_both_sides(tmp_path, cogvideox):
