@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/slice_vae.py [--size 64] [--repeats 2]
 
-For EasyAnimate V5/V5.1 (vs diffusers' AutoencoderKLMagvit, plain and tiled decode) and
-CogVideoX (vs AutoencoderKLCogVideoX), with a mid-size random-weight config on CPU, at
-1x, 2x and 4x clip length (13, 25 and 49 frames). Memory is the peak of tensor storage
+For EasyAnimate V5/V5.1 (vs diffusers' AutoencoderKLMagvit, plain and tiled decode),
+CogVideoX (vs AutoencoderKLCogVideoX) and EasyAnimate V2/V3 (vs the official sliced decode,
+re-implemented in bench/slice_vae_official.py), with a mid-size random-weight config on CPU,
+at 1x, 2x and 4x clip length (4, 7 and 13 latent frames). Memory is the peak of tensor storage
 alive during the decode (bench/slice_vae_memory.py) on the emulated compute device (see
 `peak_mib`); time is the best of `--repeats` interleaved runs on one thread.
 """
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 import harness  # noqa: E402
+import slice_vae_official  # noqa: E402
 from slice_vae_memory import peak_bytes  # noqa: E402
 
 harness.setup_comfy_in_process()  # torchvision shims diffusers needs on a CPU-only torch
@@ -65,6 +67,22 @@ def best_times(methods: dict, latent, repeats: int) -> dict:
     return best
 
 
+def table(title: str, methods: dict, latent_channels: int, h: int, repeats: int, base: str, tiled_base: str) -> None:
+    """Time and memory of each method at 1x, 2x, 4x length, with ours against `base` / `tiled_base`."""
+    print(f"\n{title}: seconds and peak working MiB")
+    print(f"{'frames':>6} | " + " | ".join(f"{m:>20}" for m in methods) +
+          f" | memory ours/{base}, tiled/{base} | time ours/{base}, tiled/{tiled_base}")
+    for scale in (1, 2, 4):
+        latent = torch.randn(1, latent_channels, 1 + 3 * scale, h, h, generator=torch.Generator().manual_seed(scale))
+        times = best_times(methods, latent, repeats)
+        mem = {m: peak_mib(fn, latent, offloaded) for m, (fn, offloaded) in methods.items()}
+        with torch.no_grad():
+            frames = methods["ours"][0](latent).shape[0]
+        cells = " | ".join(f"{times[m]:6.2f}s {mem[m]:8.1f}MiB" for m in methods)
+        print(f"{frames:>6} | {cells} | {mem['ours'] / mem[base]:8.2f} {mem['ours tiled'] / mem[base]:8.2f} | "
+              f"{times['ours'] / times[base]:8.2f} {times['ours tiled'] / times[tiled_base]:8.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
@@ -73,6 +91,7 @@ def main() -> int:
     torch.set_num_threads(1)
     tile, overlap = args.size // 2, args.size // 8
     h = args.size // 8
+    plan = video_vae.TilePlan.for_decode(tile, overlap, 8)
     print(f"CPU, 1 thread, float32, {args.size}x{args.size} frames, tiles {tile}px overlapping {overlap}px")
     for kind in ("easyanimate-v5", "cogvideox"):
         ref, ours = build(kind)
@@ -84,26 +103,27 @@ def main() -> int:
         else:
             ref_tiled.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
                                     tile_overlap_factor_height=overlap / tile, tile_overlap_factor_width=overlap / tile)
-        plan = video_vae.TilePlan.for_decode(tile, overlap, 8)
         methods = {
-            "ours": (lambda z: ours.decode(z * sf), True),
-            "ours tiled": (lambda z: ours.decode(z * sf, plan), True),
-            "diffusers": (lambda z: ref.decode(z).sample, False),
-            "diffusers tiled": (lambda z: ref_tiled.decode(z).sample, False),
+            "ours": (lambda z, ours=ours, sf=sf: ours.decode(z * sf), True),
+            "ours tiled": (lambda z, ours=ours, sf=sf: ours.decode(z * sf, plan), True),
+            "diffusers": (lambda z, ref=ref: ref.decode(z).sample, False),
+            "diffusers tiled": (lambda z, ref_tiled=ref_tiled: ref_tiled.decode(z).sample, False),
         }
         ours.decode(torch.zeros(1, 16, 2, h, h))  # warm-up
-        print(f"\n{kind}: seconds and peak working MiB")
-        print(f"{'frames':>6} | " + " | ".join(f"{m:>20}" for m in methods) +
-              " | memory ours/diffusers, tiled/diffusers | time ours/diffusers, tiled/diffusers-tiled")
-        for scale in (1, 2, 4):
-            latent = torch.randn(1, 16, 1 + 3 * scale, h, h, generator=torch.Generator().manual_seed(scale))
-            times = best_times(methods, latent, args.repeats)
-            mem = {m: peak_mib(fn, latent, offloaded) for m, (fn, offloaded) in methods.items()}
-            cells = " | ".join(f"{times[m]:6.2f}s {mem[m]:8.1f}MiB" for m in methods)
-            print(f"{1 + 12 * scale:>6} | {cells} | {mem['ours'] / mem['diffusers']:17.2f} "
-                  f"{mem['ours tiled'] / mem['diffusers']:20.2f} | {times['ours'] / times['diffusers']:18.2f} "
-                  f"{times['ours tiled'] / times['diffusers tiled']:22.2f}")
-    print("\nThe official EasyAnimate V2/V3 sliced decode is not measured: those versions are not implemented yet.")
+        table(kind, methods, 16, h, args.repeats, "diffusers", "diffusers tiled")
+    for kind, flag, official in (("easyanimate-v2", "slice_mag_vae", slice_vae_official.official_v2_decode),
+                                 ("easyanimate-v3", "slice_compression_vae", slice_vae_official.official_v3_decode)):
+        ref, attentions, state = slice_vae_official.build_reference((16, 32, 64, 64), 4, groups=16)
+        config = {"_class_name": "AutoencoderKLMagvit", flag: True, "norm_num_groups": 16}
+        ours = video_vae.build_video_vae(state, config, name=kind, dtype=torch.float32)
+        sf = ours.scaling_factor
+        methods = {
+            "ours": (lambda z, ours=ours, sf=sf: ours.decode(z * sf), True),
+            "ours tiled": (lambda z, ours=ours, sf=sf: ours.decode(z * sf, plan), True),
+            "official sliced": (lambda z, ref=ref, a=attentions, f=official: f(ref, a, z), False),
+        }
+        ours.decode(torch.zeros(1, 4, 2, h, h))  # warm-up
+        table(kind, methods, 4, h, args.repeats, "official sliced", "official sliced")
     return 0
 
 

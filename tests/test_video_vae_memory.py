@@ -62,6 +62,18 @@ def test_streamed_decode_peak_is_flat_in_clip_length(kind):
     assert large > 2.5 * small
 
 
+@pytest.mark.parametrize("kind", ["easyanimate-v2", "easyanimate-v3"])
+def test_tiled_slices_keep_no_state_and_need_less_than_untiled(kind):
+    """Independent slices keep no state after a tile is done, so tiling cuts the working memory."""
+    _, ours = _tiny(kind)
+    tiles = video_vae.TilePlan.for_decode(32, 8, 8)
+    peaks = [_working_memory(ours, torch.randn(1, 4, frames, 10, 10, generator=torch.Generator().manual_seed(frames)),
+                             tiles) for frames in (3, 9)]
+    assert max(peaks) <= 1.10 * min(peaks), peaks
+    untiled = _working_memory(ours, torch.randn(1, 4, 9, 10, 10))
+    assert max(peaks) < 0.6 * untiled, (peaks, untiled)
+
+
 def test_tiled_streamed_decode_peak_is_flat_and_below_diffusers_tiled():
     ref, ours = _tiny("easyanimate-v5")
     tiles = video_vae.TilePlan.for_decode(32, 8, 8)

@@ -386,12 +386,18 @@ class MagvitSliceVAE(MagvitVAE):
         return frames
 
     def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
-        state.clear()  # every slice starts afresh
-        return super().decode_step(z, state, chunk)
+        state.clear()  # every slice starts afresh, and keeps nothing afterwards
+        try:
+            return super().decode_step(z, state, chunk)
+        finally:
+            state.clear()
 
     def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         state.clear()
-        return super().encode_step(x, state, chunk)
+        try:
+            return super().encode_step(x, state, chunk)
+        finally:
+            state.clear()
 
 
 class MagvitSliceCompressionVAE(MagvitSliceVAE):
@@ -435,11 +441,17 @@ class MagvitSliceCompressionVAE(MagvitSliceVAE):
         lone = total % 2 == 1 and start == 0
         self._slice_state(state, double=not lone)
         low = self.decode_window(start, end, total)[0]
-        return self.decoder(self.post_quant_conv(z), state, keep=(start - low, end - start))
+        try:
+            return self.decoder(self.post_quant_conv(z), state, keep=(start - low, end - start))
+        finally:
+            state.clear()
 
     def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         self._slice_state(state, double=False)
-        return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
+        try:
+            return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
+        finally:
+            state.clear()
 
 
 class MagvitCacheCompressionVAE(MagvitSliceCompressionVAE):
