@@ -83,7 +83,7 @@ def _blend_columns(left: torch.Tensor, right: torch.Tensor, extent: int) -> None
 def _move_state(state: dict, device: torch.device) -> None:
     for key, value in state.items():
         if isinstance(value, torch.Tensor) and value.device != device:
-            state[key] = value.to(device, non_blocking=True)
+            state[key] = value.to(device, non_blocking=device.type != "cpu")  # a copy to the host waits
 
 
 def _tiled_step(piece: torch.Tensor, step: Callable, states: dict, plan: TilePlan,
