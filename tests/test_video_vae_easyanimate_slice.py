@@ -57,16 +57,6 @@ def test_v2_decode_equals_official_sliced_decode(v2, latent_frames):
     assert (got - expected).abs().max().item() <= TOL
 
 
-def test_v2_encode_equals_official_sliced_encode(v2):
-    ref, attentions, _, ours = v2
-    frames = torch.rand(1, 18, 32, 40, 3, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected = official_v2_encode(ref, attentions, frames.permute(0, 4, 1, 2, 3) * 2 - 1) * 0.1825
-    got = ours.encode(frames)
-    assert got.shape == expected.shape == (1, 4, 6, 4, 5)
-    assert (got - expected).abs().max().item() <= TOL
-
-
 def test_v2_batch_of_two_equals_two_singles(v2):
     *_, ours = v2
     z = torch.randn(2, 4, 4, 4, 4, generator=torch.Generator().manual_seed(4))
@@ -108,15 +98,19 @@ def test_v3_v4_decode_equal_official_decode(v2, version, config, reference, late
     assert (got - expected).abs().max().item() <= TOL
 
 
-@pytest.mark.parametrize("config", [V3_CONFIG, V4_CONFIG], ids=["v3", "v4"])
-def test_v3_v4_encode_equal_official_encode(v2, config):
+@pytest.mark.parametrize("config,official,frames,latent_frames", [
+    (CONFIG, official_v2_encode, 18, 6),  # 2 independent slices of 9 frames
+    (V3_CONFIG, official_v3_encode, 17, 5),  # the first frame alone, then 2 slices of 8
+    (V4_CONFIG, official_v3_encode, 17, 5),  # V4 encodes as V3
+], ids=["v2", "v3", "v4"])
+def test_encode_equals_official_sliced_encode(v2, config, official, frames, latent_frames):
     ref, attentions, state, _ = v2
     ours = video_vae.build_video_vae(state, config, name="tiny", dtype=torch.float32)
-    frames = torch.rand(1, 17, 32, 40, 3, generator=torch.Generator().manual_seed(5))
+    images = torch.rand(1, frames, 32, 40, 3, generator=torch.Generator().manual_seed(frames))
     with torch.no_grad():
-        expected = official_v3_encode(ref, attentions, frames.permute(0, 4, 1, 2, 3) * 2 - 1) * 0.1825
-    got = ours.encode(frames)
-    assert got.shape == expected.shape == (1, 4, 5, 4, 5)
+        expected = official(ref, attentions, images.permute(0, 4, 1, 2, 3) * 2 - 1) * 0.1825
+    got = ours.encode(images)
+    assert got.shape == expected.shape == (1, 4, latent_frames, 4, 5)
     assert (got - expected).abs().max().item() <= TOL
 
 
