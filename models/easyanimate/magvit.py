@@ -135,9 +135,12 @@ class MagvitResidualBlock3D(torch.nn.Module):
                          if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        h = self.conv1(F.silu(_group_norm(self.norm1, x, self.per_frame), inplace=True), state)
+        # with a convolution shortcut, x is not needed afterwards: normalise it in place
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        h = _group_norm(self.norm1, x, self.per_frame, inplace=self.shortcut is not None)
+        h = self.conv1(F.silu(h, inplace=True), state)
         h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame, inplace=True), inplace=True), state)
-        return h.add_(x if self.shortcut is None else self.shortcut(x))
+        return h.add_(shortcut)
 
 
 class MagvitDownsampler3D(torch.nn.Module):
