@@ -226,6 +226,9 @@ class VideoVAE:
             raise ValueError(f"images of {height}x{width} pixels are smaller than one latent pixel "
                              f"({ratio}x{ratio}) of the video VAE '{self.name}'")
         frames = self.net.check_frames(f)
+        if frames != f:
+            log.info("MotionKit: %s encodes 1 + %d k frames; the last %d of %d frames are left out",
+                     self.version, getattr(self.net.cfg, "temporal_ratio", 4), f - frames, f)
         h, w = height // ratio, width // ratio
         top, left = (height - h * ratio) // 2, (width - w * ratio) // 2
         x = images[:, :frames, top:top + h * ratio, left:left + w * ratio, :3].permute(0, 4, 1, 2, 3)

@@ -1,7 +1,6 @@
 """Video VAE (CogVideoX): parity with diffusers, streaming, tiles, batches, loading and bad input."""
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -9,9 +8,8 @@ import torch
 
 import harness
 
-pack = harness.import_pack()
+harness.import_pack()
 video_vae = sys.modules["motionkit.models.video_vae"]
-from motionkit.models.cogvideox import vae as cog  # noqa: E402
 from motionkit.models.cogvideox import vae_keys as cog_keys  # noqa: E402
 
 ROOT = harness.ROOT

@@ -10,7 +10,7 @@ import torch
 
 import harness
 
-pack = harness.import_pack()
+harness.import_pack()
 sys.path.insert(0, str(harness.ROOT / "bench"))
 from slice_vae_official import (build_reference, official_v2_decode, official_v2_encode,  # noqa: E402
                                 official_v3_decode, official_v3_encode, official_v4_decode)

@@ -12,7 +12,7 @@ import torch
 
 import harness
 
-pack = harness.import_pack()
+harness.import_pack()
 video_vae = sys.modules["motionkit.models.video_vae"]
 sys.path.insert(0, str(harness.ROOT / "bench"))
 from slice_vae_memory import peak_bytes  # noqa: E402
