@@ -315,6 +315,40 @@ def test_motion_vae_encode_scales_cogvideox_latents_and_checks_the_flow(tmp_path
                                 "frame count and size of the video you sample")
 
 
+
+SMALL_VAE = dict(block_out_channels=(16, 32, 32, 64), layers_per_block=1, norm_num_groups=8, latent_channels=16,
+                 scaling_factor=0.7)
+
+
+@pytest.mark.host
+def test_motion_vae_encode_gpu_peak_is_flat_in_clip_length_and_fits_24_gib_at_720p():
+    """Traced as bench/motion_vae_memory.py does (FakeTensorMode; fake meta tensors stand for the GPU)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    sys.path.insert(0, str(harness.ROOT / "bench"))
+    import motion_vae_memory as bench
+
+    from motionkit.models import video_vae
+
+    mode = FakeTensorMode()
+    reference, ours, _ = bench.build_fake_vaes(mode, dict(bench.COGVIDEOX_5B_VAE, **SMALL_VAE))
+    tiles = video_vae.TilePlan.for_encode(24, 8, 8)
+    for tile_plan in (None, tiles):
+        peaks = [bench.trace_ours(mode, ours, 1 + 16 * length, 32, 32, tile_plan) for length in (1, 2, 4)]
+        assert max(peaks) <= 1.10 * min(peaks), (tile_plan, peaks)
+    assert bench.trace_ours(mode, ours, 17, 32, 32, tiles) < bench.trace_ours(mode, ours, 17, 32, 32)
+    # the same trace sees diffusers' encode grow with the clip (it moves the whole video to the GPU)
+    short, long = (bench.trace_diffusers(mode, reference, 1 + 16 * length, 32, 32, False) for length in (1, 4))
+    assert long - short >= 48 * 3 * 32 * 32 * 2, (short, long)  # its 48 more frames in bf16
+
+    # full size: the CogVideoX-5B VAE in bf16, 205 frames (204 rounded up to 4k+1) at 1280x720, no tiles
+    mode = FakeTensorMode()
+    _, ours, weights = bench.build_fake_vaes(mode)
+    assert 215_000_000 * 2 < weights < 216_000_000 * 2
+    peak = bench.trace_ours(mode, ours, 205, 720, 1280)
+    assert peak < 24 * 2 ** 30 - weights, peak / 2 ** 30
+
+
 @pytest.mark.host
 def test_load_t5_reads_the_size_from_the_file(tmp_path):
     from motionkit.models.cogvideox import comfy_glue
