@@ -135,11 +135,14 @@ class MagvitResidualBlock3D(torch.nn.Module):
                          if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        # with a convolution shortcut, x is not needed afterwards: normalise it in place
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        h = _group_norm(self.norm1, x, self.per_frame, inplace=self.shortcut is not None)
+        # per-frame norms with a convolution shortcut: take the shortcut first, then normalise x in place
+        early = self.per_frame and self.shortcut is not None
+        shortcut = self.shortcut(x) if early else None
+        h = _group_norm(self.norm1, x, self.per_frame, inplace=early)
         h = self.conv1(F.silu(h, inplace=True), state)
         h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame, inplace=True), inplace=True), state)
+        if shortcut is None:
+            shortcut = x if self.shortcut is None else self.shortcut(x)
         return h.add_(shortcut)
 
 
