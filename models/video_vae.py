@@ -1,4 +1,5 @@
-"""One object for every video VAE of the pack: EasyAnimate V5/V5.1 (cache mag VAE) and CogVideoX.
+"""One object for every video VAE of the pack: EasyAnimate V2 (mag VAE), V3 (slice VAE), V4,
+V5/V5.1 (cache mag VAE) and CogVideoX.
 
 `load_video_vae(path)` detects the version from the keys (and config.json beside the
 file, when there is one) and returns a `VideoVAE`: the node type MOTIONKIT_VIDEO_VAE.
@@ -79,14 +80,29 @@ def _blend_columns(left: torch.Tensor, right: torch.Tensor, extent: int) -> None
         right[..., x] = left[..., x - extent] * (1 - x / extent) + right[..., x] * (x / extent)
 
 
+def _move_state(state: dict, device: torch.device) -> None:
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.device != device:
+            state[key] = value.to(device, non_blocking=device.type != "cpu")  # a copy to the host waits
+
+
 def _tiled_step(piece: torch.Tensor, step: Callable, states: dict, plan: TilePlan,
-                out_h: int, out_w: int) -> torch.Tensor:
-    """One chunk through every tile, each with its own causal state, blended and cropped."""
+                out_h: int, out_w: int, chunk: tuple) -> torch.Tensor:
+    """One chunk through every tile, each with its own causal state, blended and cropped.
+
+    Between chunks a tile's state waits on the intermediate device (when that is not the
+    compute device), so the compute device holds one tile's state and activations at a time."""
     height, width = piece.shape[-2:]
-    rows = []
-    for i in range(0, height, plan.stride_h):
-        rows.append([step(piece[..., i:i + plan.tile_h, j:j + plan.tile_w], states.setdefault((i, j), {}))
-                     for j in range(0, width, plan.stride_w)])
+    parking = host.intermediate_device()
+
+    def run(i: int, j: int) -> torch.Tensor:
+        state = states.setdefault((i, j), {})
+        _move_state(state, piece.device)
+        y = step(piece[..., i:i + plan.tile_h, j:j + plan.tile_w], state, chunk)
+        _move_state(state, parking)
+        return y
+
+    rows = [[run(i, j) for j in range(0, width, plan.stride_w)] for i in range(0, height, plan.stride_h)]
     result = []
     for i, row in enumerate(rows):
         for j, tile in enumerate(row):
@@ -142,19 +158,24 @@ class VideoVAE:
 
     # -- the streaming loop
     def _stream(self, x: torch.Tensor, chunks, step, counts: list[int], out: torch.Tensor, write,
-                tiles: TilePlan | None, out_hw: tuple[int, int], device: torch.device) -> None:
+                tiles: TilePlan | None, out_hw: tuple[int, int], device: torch.device, window=None) -> None:
+        """Run `step(piece, state, (start, end, total))` over the chunks; `window(start, end, total)` gives
+        the frames a chunk reads (its neighbours too, for versions that look at them)."""
         states: dict = {}
         bar = host.progress_bar(len(chunks))
+        total = x.shape[2]
         try:
             frame = 0
             for (start, end), count in zip(chunks, counts):
                 host.check_interrupt()
+                low, high = window(start, end, total) if window else (start, end)
+                chunk = (start, end, total)
                 with torch.inference_mode():
-                    piece = x[:, :, start:end].to(device=device, dtype=self.dtype)
+                    piece = x[:, :, low:high].to(device=device, dtype=self.dtype)
                     if tiles is not None and tiles.needed(*piece.shape[-2:]):
-                        y = _tiled_step(piece, step, states, tiles, *out_hw)
+                        y = _tiled_step(piece, step, states, tiles, *out_hw, chunk)
                     else:
-                        y = step(piece, states.setdefault((0, 0), {}))
+                        y = step(piece, states.setdefault((0, 0), {}), chunk)
                     del piece
                     if y.shape[2] != count:
                         raise RuntimeError(f"chunk {start}:{end} gave {y.shape[2]} frames, expected {count}")
@@ -178,14 +199,15 @@ class VideoVAE:
         device = self._prepare(self._work_bytes(b, max(counts), work_h * ratio, work_w * ratio))
         scale = self.scaling_factor
 
-        def step(piece, state):
-            return self.net.decode_step(piece / scale, state)
+        def step(piece, state, chunk):
+            return self.net.decode_step(piece / scale, state, chunk)
 
         def write(out, frame, y):
             y = (y.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1)
             out[:, frame:frame + y.shape[1]] = y.to(out.device)
 
-        self._stream(latent, chunks, step, counts, out, write, tiles, (h * ratio, w * ratio), device)
+        self._stream(latent, chunks, step, counts, out, write, tiles, (h * ratio, w * ratio), device,
+                     getattr(self.net, "decode_window", None))
         return out.flatten(0, 1)
 
     def encode(self, images: torch.Tensor, tiles: TilePlan | None = None) -> torch.Tensor:
@@ -204,6 +226,9 @@ class VideoVAE:
             raise ValueError(f"images of {height}x{width} pixels are smaller than one latent pixel "
                              f"({ratio}x{ratio}) of the video VAE '{self.name}'")
         frames = self.net.check_frames(f)
+        if frames != f:
+            log.info("MotionKit: %s encodes 1 + %d k frames; the last %d of %d frames are left out",
+                     self.version, getattr(self.net.cfg, "temporal_ratio", 4), f - frames, f)
         h, w = height // ratio, width // ratio
         top, left = (height - h * ratio) // 2, (width - w * ratio) // 2
         x = images[:, :frames, top:top + h * ratio, left:left + w * ratio, :3].permute(0, 4, 1, 2, 3)
@@ -215,8 +240,8 @@ class VideoVAE:
         device = self._prepare(self._work_bytes(b, max(e - s for s, e in chunks), work_h, work_w))
         scale = self.scaling_factor
 
-        def step(piece, state):
-            return self.net.encode_step(piece * 2 - 1, state)
+        def step(piece, state, chunk):
+            return self.net.encode_step(piece * 2 - 1, state, chunk)
 
         def write(out, frame, y):
             out[:, :, frame:frame + y.shape[2]] = (y.float() * scale).to(out.device)
@@ -241,20 +266,36 @@ class VideoVAEFormat:
     markers: tuple
     """Keys that must all be present."""
     build: Callable
-    """(state_dict, json_config, device, dtype, operations) -> the network."""
+    """(state_dict, json_config, device, dtype, operations, file name) -> the network."""
 
 
-def _build_cogvideox(state_dict, json_config, device, dtype, operations):
+def _build_cogvideox(state_dict, json_config, device, dtype, operations, name):
     cfg = cogvideox_keys.config_from_state_dict(state_dict, json_config)
     return cogvideox_vae.CogVideoXVAE(cfg, device=device, dtype=dtype, operations=operations)
 
 
-def _build_magvit(state_dict, json_config, device, dtype, operations):
+def _build_magvit(state_dict, json_config, device, dtype, operations, name):
     cfg = easyanimate_keys.magvit_config(state_dict, json_config)
     return magvit.MagvitVAE(cfg, device=device, dtype=dtype, operations=operations)
 
 
+SLICE_VAE_CLASSES = {
+    "slice_mag_vae": magvit.MagvitSliceVAE,
+    "slice_compression_vae": magvit.MagvitSliceCompressionVAE,
+    "cache_compression_vae": magvit.MagvitCacheCompressionVAE,
+}
+
+
+def _build_slice_magvit(state_dict, json_config, device, dtype, operations, name):
+    cls = SLICE_VAE_CLASSES[easyanimate_keys.official_mode(json_config, name)]
+    cfg = easyanimate_keys.slice_config(state_dict, json_config)
+    return cls(cfg, device=device, dtype=dtype, operations=operations)
+
+
 FORMATS: list[VideoVAEFormat] = [
+    VideoVAEFormat("EasyAnimate V2/V3/V4 slice VAE (official, mid-block attention)",
+                   easyanimate_keys.MAGVIT_CONFIG_CLASSES,
+                   easyanimate_keys.SLICE_MARKER_KEYS, _build_slice_magvit),
     VideoVAEFormat("EasyAnimate V5/V5.1 VAE", easyanimate_keys.MAGVIT_CONFIG_CLASSES,
                    easyanimate_keys.MAGVIT_MARKER_KEYS, _build_magvit),
     VideoVAEFormat("CogVideoX VAE", ("AutoencoderKLCogVideoX",), cogvideox_keys.MARKER_KEYS, _build_cogvideox),
@@ -304,7 +345,7 @@ def build_video_vae(state_dict: dict, json_config: dict | None = None, name: str
                              f"beside the file, or remove it")
     load_device = host.torch_device()
     dtype = dtype or host.vae_dtype(load_device)
-    net = fmt.build(state_dict, json_config, None, dtype, host.operations())
+    net = fmt.build(state_dict, json_config, None, dtype, host.operations(), name)
     if scaling_factor:
         net.cfg.scaling_factor = float(scaling_factor)
     missing, unexpected = net.load_state_dict(state_dict, strict=False)

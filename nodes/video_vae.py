@@ -43,13 +43,15 @@ class MotionKitLoadVideoVAE:
     def INPUT_TYPES(cls):
         return {"required": {
             "vae_name": (_vae_files(), {
-                "tooltip": "A video VAE from ComfyUI/models/vae: EasyAnimate V5/V5.1 or CogVideoX, as a single "
-                           "safetensors file or the published folder (diffusion_pytorch_model.safetensors with "
-                           "its config.json beside it). The version is detected from the weights."}),
+                "tooltip": "A video VAE from ComfyUI/models/vae: EasyAnimate V2, V3, V4, V5/V5.1 or CogVideoX, "
+                           "as a single safetensors file or the published folder (diffusion_pytorch_model."
+                           "safetensors with its config.json beside it; V2/V3/V4 need the config.json). The "
+                           "version is detected from the weights and the config."}),
             "scaling_factor": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.0001,
                                          "tooltip": "Latent scaling factor; 0 takes it from config.json beside "
                                                     "the file, else the version's default (CogVideoX-2b 1.15258, "
-                                                    "EasyAnimate 0.7125). CogVideoX-5b/1.5 single files need 0.7."}),
+                                                    "EasyAnimate V5 0.7125, V2-V4 0.1825). CogVideoX-5b/1.5 "
+                                                    "single files need 0.7."}),
             "precision": (list(DTYPES), {"default": "auto",
                                          "tooltip": "Weight and compute precision; auto picks what ComfyUI "
                                                     "chooses for VAEs on this device."}),
@@ -94,7 +96,7 @@ class MotionKitVideoVAEEncode:
         return {"required": {
             "video_vae": (VIDEO_VAE, {"tooltip": "The video VAE from Load Video VAE."}),
             "images": ("IMAGE", {"tooltip": "Video frames; height and width are cropped (centred) to multiples "
-                                            "of 8. EasyAnimate needs 4k+1 frames (extra frames are dropped)."}),
+                                            "of 8. EasyAnimate V5 needs 4k+1 frames (extra frames are dropped)."}),
             **TILE_INPUTS,
         }}
 

@@ -13,7 +13,7 @@ import harness
 
 harness.import_pack()
 sys.path.insert(0, str(harness.ROOT / "tests"))
-import animatediff_reference as ref  # noqa: E402
+import test_animatediff_reference as ref  # noqa: E402
 
 from motionkit.models.animatediff import keys, loader, motion_lora  # noqa: E402
 from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig  # noqa: E402
@@ -85,8 +85,10 @@ def test_published_layout_loads_full_size_on_meta(name):
     loaded = motion.model.state_dict()
     assert len(loaded) == len(keys.to_original_layout(state, name)[0]) + (0 if layout != "AnimateLCM" else
                                                                         sum(k.endswith("pos_encoder.pe") for k in loaded))
+    # 22c^2 + 21c parameters per temporal transformer of width c; v2 453M, v3 417M, SDXL beta 237M
     params = sum(p.numel() for p in motion.model.parameters())
-    assert params == {FULL_SD15: 453_169_280 if mid else 417_133_760, FULL_SDXL: 237_226_560}[channels] or params > 0
+    assert params == {(FULL_SD15, True): 453_209_280, (FULL_SD15, False): 417_137_600,
+                      (FULL_SDXL, False): 236_779_200}[channels, mid]
 
 
 # ---------------------------------------------------------------- parity in ComfyUI's UNet
@@ -379,3 +381,58 @@ def test_sdxl_module_on_sd15_model_is_refused():
         "frames per pass) does not fit this SD1.5 UNet: the module has levels with channels (32, 64, 64), the UNet "
         "(32, 32, 64, 64). Use an SD1.5 motion module (v1, v2, v3, AnimateLCM) with an SD1.5 checkpoint and an SDXL "
         "one (mm_sdxl, HotshotXL) with an SDXL checkpoint")
+
+
+def test_image_lora_and_checkpoint_given_to_the_motion_loaders(tmp_path):
+    adapter = tmp_path / "v3_sd15_adapter.safetensors"
+    safetensors.torch.save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 320),
+                                 "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(320, 4)},
+                                str(adapter))
+    with pytest.raises(keys.MotionFileError) as error:
+        loader.load_motion_lora(str(adapter), 1.0)
+    assert str(error.value) == (
+        "'v3_sd15_adapter.safetensors' is an image-model LoRA (keys like "
+        "'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight'), not a MotionLoRA: load it with ComfyUI's "
+        "LoraLoader (the AnimateDiff v3 domain adapter is such a LoRA)")
+    checkpoint = tmp_path / "sd15.safetensors"
+    safetensors.torch.save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 320, 3, 3)}, str(checkpoint))
+    with pytest.raises(keys.MotionFileError) as error:
+        loader.load_motion_module(str(checkpoint))
+    assert str(error.value) == (
+        "'sd15.safetensors' is a Stable Diffusion checkpoint (keys like 'model.diffusion_model.out.2.weight'), not a "
+        "motion module: load it with ComfyUI's Load Checkpoint and connect its MODEL to Apply Motion Module")
+
+
+def test_motion_lora_in_diffusers_names_maps_to_the_same_projections(tmp_path):
+    model = tiny_motion_model()
+    original = tmp_path / "original.safetensors"
+    write_motion_lora(original, model, rank=2, seed=4)
+    state = safetensors.torch.load_file(str(original))
+    renamed = {}
+    for key, value in state.items():  # ...motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.processor.to_out_lora.up.weight
+        key = key.replace(".temporal_transformer.", ".").replace(".attention_blocks.0.", ".attn1.").replace(".attention_blocks.1.", ".attn2.")
+        key = re.sub(r"\.processor\.to_(q|k|v)_lora\.", r".to_\1.lora.", key).replace(".processor.to_out_lora.", ".to_out.0.lora.")
+        renamed[key] = value
+    assert "down_blocks.0.motion_modules.0.transformer_blocks.0.attn2.to_out.0.lora.up.weight" in renamed
+    ours = keys.motion_lora_pairs(state, "original")
+    theirs = keys.motion_lora_pairs(renamed, "diffusers")
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k][0], theirs[k][0]) and torch.equal(ours[k][1], theirs[k][1]) for k in ours)
+    assert set(ours) <= set(dict(model.named_modules()))
+
+
+def test_pinned_comfyui_cannot_step_batch_axis_windows_without_the_per_run_handler():
+    """Why Apply Motion Module swaps the handler for its sampling runs: ComfyUI 0.3.64's set_step compares the
+    sigmas with the whole per-frame timestep batch."""
+    import comfy.context_windows as cw
+    from motionkit.models.animatediff import injection
+
+    settings = dict(context_schedule=cw.get_matching_context_schedule(cw.ContextSchedules.UNIFORM_STANDARD),
+                    fuse_method=cw.get_matching_fuse_method(cw.ContextFuseMethods.PYRAMID),
+                    context_length=16, context_overlap=4, dim=0)
+    options = {"transformer_options": {"sample_sigmas": torch.tensor([14.6, 7.0, 0.0])}}
+    timestep = torch.full((24,), 7.0)  # 24 frames at the second step
+    with pytest.raises(RuntimeError, match="must match the size"):
+        cw.IndexListContextHandler(**settings).set_step(timestep, options)
+    fixed = injection._frame_window_handler_class()(**settings)
+    fixed.set_step(timestep, options)
+    assert fixed._step == 1

@@ -1,7 +1,6 @@
 """Video VAE (CogVideoX): parity with diffusers, streaming, tiles, batches, loading and bad input."""
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -9,9 +8,8 @@ import torch
 
 import harness
 
-pack = harness.import_pack()
+harness.import_pack()
 video_vae = sys.modules["motionkit.models.video_vae"]
-from motionkit.models.cogvideox import vae as cog  # noqa: E402
 from motionkit.models.cogvideox import vae_keys as cog_keys  # noqa: E402
 
 ROOT = harness.ROOT
@@ -67,19 +65,35 @@ def test_cogvideox_encode_equals_diffusers(cogvideox):
     assert (got - expected).abs().max().item() <= TOL
 
 
-def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
-    ref, ours = cogvideox
-    z = torch.randn(1, 4, 5, 10, 9, generator=torch.Generator().manual_seed(2))
+def _tiled_reference(ref, call):
+    """diffusers' result with its tiling on (48x40-pixel tiles, CogVideoX's overlap factors 1/6 and 1/5)."""
     ref.enable_tiling(tile_sample_min_height=48, tile_sample_min_width=40)
     try:
         with torch.no_grad():
-            expected = _images(ref.decode(z).sample)
+            return call()
     finally:
         ref.disable_tiling()
+
+
+def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
+    ref, ours = cogvideox
+    z = torch.randn(1, 4, 5, 10, 9, generator=torch.Generator().manual_seed(2))
+    expected = _images(_tiled_reference(ref, lambda: ref.decode(z).sample))
     # diffusers' CogVideoX tiles: 6x5 latents, stride int(6*5/6)=5 and int(5*4/5)=4, blend 48/6=8 and 40/5=8
     plan = video_vae.TilePlan(6, 5, 5, 4, 8, 8, 40, 32)
     got = ours.decode(z * 0.7, plan)
     assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= TOL
+
+
+def test_cogvideox_tiled_encode_equals_diffusers_tiled_encode(cogvideox):
+    ref, ours = cogvideox
+    frames = torch.rand(1, 9, 80, 72, 3, generator=torch.Generator().manual_seed(7))
+    expected = _tiled_reference(ref, lambda: ref.encode(frames.permute(0, 4, 1, 2, 3) * 2 - 1).latent_dist.mode()) * 0.7
+    # diffusers: 48x40-pixel tiles, stride int(48*5/6)=40 and int(40*4/5)=32, blend int(6/6)=1 and int(5/5)=1
+    plan = video_vae.TilePlan(48, 40, 40, 32, 1, 1, 5, 4)
+    got = ours.encode(frames, plan)
+    assert got.shape == expected.shape == (1, 4, 3, 10, 9)
     assert (got - expected).abs().max().item() <= TOL
 
 
@@ -163,11 +177,14 @@ def test_truncated_file_is_a_clear_error(tmp_path, cogvideox):
 def test_unknown_weights_list_what_was_checked():
     with pytest.raises(ValueError) as error:
         video_vae.build_video_vae({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}, name="sd.safetensors")
-    message = str(error.value)
-    assert message.startswith("sd.safetensors is not a video VAE this pack knows (1 keys, e.g. "
-                              "first_stage_model.decoder.conv_in.weight). Checked: CogVideoX VAE: missing "
-                              "encoder.conv_in.conv.weight, decoder.up_blocks.0.resnets.0.norm1.conv_y.conv.weight, "
-                              "decoder.norm_out.conv_y.conv.weight")
+    assert str(error.value) == (
+        "sd.safetensors is not a video VAE this pack knows (1 keys, e.g. first_stage_model.decoder.conv_in.weight). "
+        "Checked: EasyAnimate V2/V3/V4 slice VAE (official, mid-block attention): missing encoder.conv_in.weight, "
+        "encoder.down_blocks.0.convs.0.conv1.weight, decoder.up_blocks.0.convs.0.conv1.weight, post_quant_conv.weight, "
+        "decoder.mid_block.attentions.0.to_q.weight; EasyAnimate V5/V5.1 VAE: missing encoder.conv_in.weight, "
+        "encoder.down_blocks.0.convs.0.conv1.weight, decoder.up_blocks.0.convs.0.conv1.weight, post_quant_conv.weight; "
+        "CogVideoX VAE: missing encoder.conv_in.conv.weight, decoder.up_blocks.0.resnets.0.norm1.conv_y.conv.weight, "
+        "decoder.norm_out.conv_y.conv.weight. Use the VAE's diffusion_pytorch_model.safetensors (with its config.json)")
 
 
 def test_unknown_config_names_both_sides(tmp_path, cogvideox):

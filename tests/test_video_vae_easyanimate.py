@@ -3,12 +3,11 @@ import json
 import sys
 
 import pytest
-import safetensors.torch
 import torch
 
 import harness
 
-pack = harness.import_pack()
+harness.import_pack()
 video_vae = sys.modules["motionkit.models.video_vae"]
 from motionkit.models.easyanimate import keys as ea_keys  # noqa: E402
 

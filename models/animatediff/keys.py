@@ -33,7 +33,8 @@ MOTION_LORA_MARKERS: dict[str, re.Pattern] = {
     "AnimateDiff MotionLoRA": re.compile(r"\.attention_blocks\.\d+\.processor\.to_(q|k|v|out)_lora\.(down|up)\.weight$"),
     "diffusers MotionLoRA": re.compile(r"\.attn\d\.(processor\.)?to_(q|k|v|out)(_lora|\.lora)\.(down|up)\.weight$"),
 }
-SD_LORA_MARKER = re.compile(r"^(lora_unet_|lora_te_|diffusion_model\.|model\.diffusion_model\.)")
+SD_LORA_MARKER = re.compile(r"^(lora_unet_|lora_te_?\d?_|unet\.|lycoris_)")
+SD_CHECKPOINT_MARKER = re.compile(r"^(model\.diffusion_model\.|first_stage_model\.|cond_stage_model\.|conditioner\.)")
 
 # ---------------------------------------------------------------- rename tables (anchored, order-free)
 DIFFUSERS_RENAMES: list[tuple[re.Pattern, str]] = [
@@ -103,8 +104,11 @@ def file_kind_error(state: dict, name: str, wanted: str) -> MotionFileError | No
         if module:
             return MotionFileError(f"'{name}' is a motion module ({module[0]} layout), not a MotionLoRA: load it with "
                                    f"'Load Motion Module (MotionKit)' from the animatediff_models folder")
+    if any(SD_CHECKPOINT_MARKER.search(k) for k in state):
+        return MotionFileError(f"'{name}' is a Stable Diffusion checkpoint (keys like '{sorted(state)[0]}'), not a {wanted}: "
+                               f"load it with ComfyUI's Load Checkpoint and connect its MODEL to Apply Motion Module")
     if any(SD_LORA_MARKER.search(k) for k in state):
-        return MotionFileError(f"'{name}' is an image-model LoRA (keys like '{next(iter(state))}'), not a {wanted}: "
+        return MotionFileError(f"'{name}' is an image-model LoRA (keys like '{sorted(state)[0]}'), not a {wanted}: "
                                f"load it with ComfyUI's LoraLoader (the AnimateDiff v3 domain adapter is such a LoRA)")
     return None
 

@@ -88,7 +88,7 @@ class CogVideoXSpatialNorm3D(torch.nn.Module):
                             F.interpolate(zq[:, :, 1:], size=(f.shape[2] - 1, *f.shape[-2:]))], dim=2)
         else:
             zq = F.interpolate(zq, size=f.shape[-3:])
-        return self.norm_layer(f) * self.conv_y(zq, state) + self.conv_b(zq, state)
+        return self.norm_layer(f).mul_(self.conv_y(zq, state)).add_(self.conv_b(zq, state))
 
 
 class CogVideoXResnetBlock3D(torch.nn.Module):
@@ -111,9 +111,9 @@ class CogVideoXResnetBlock3D(torch.nn.Module):
         return norm(x) if zq is None else norm(x, zq, state)
 
     def forward(self, x: torch.Tensor, zq: torch.Tensor | None, state: State) -> torch.Tensor:
-        h = self.conv1(F.silu(self._norm(self.norm1, x, zq, state)), state)
-        h = self.conv2(F.silu(self._norm(self.norm2, h, zq, state)), state)
-        return h + (x if self.conv_shortcut is None else self.conv_shortcut(x))
+        h = self.conv1(F.silu(self._norm(self.norm1, x, zq, state), inplace=True), state)
+        h = self.conv2(F.silu(self._norm(self.norm2, h, zq, state), inplace=True), state)
+        return h.add_(x if self.conv_shortcut is None else self.conv_shortcut(x))
 
 
 class CogVideoXDownsample3D(torch.nn.Module):
@@ -212,7 +212,7 @@ class CogVideoXEncoder3D(torch.nn.Module):
         for level in self.down_blocks:
             h = level(h, None, state)
         h = self.mid_block(h, None, state)
-        return self.conv_out(F.silu(self.norm_out(h)), state)
+        return self.conv_out(F.silu(self.norm_out(h), inplace=True), state)
 
 
 class CogVideoXDecoder3D(torch.nn.Module):
@@ -237,7 +237,7 @@ class CogVideoXDecoder3D(torch.nn.Module):
         h = self.mid_block(self.conv_in(z, state), z, state)
         for level in self.up_blocks:
             h = level(h, z, state)
-        return self.conv_out(F.silu(self.norm_out(h, z, state)), state)
+        return self.conv_out(F.silu(self.norm_out(h, z, state), inplace=True), state)
 
 
 class CogVideoXVAE(torch.nn.Module):
@@ -294,10 +294,10 @@ class CogVideoXVAE(torch.nn.Module):
         return frames
 
     # -- one chunk
-    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Latent chunk (unscaled) -> image chunk in -1..1, updating the causal state."""
         return self.decoder(z, state)
 
-    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Image chunk in -1..1 -> latent mean chunk (unscaled), updating the causal state."""
         return self.encoder(x, state)[:, : self.cfg.latent_channels]

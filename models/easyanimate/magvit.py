@@ -21,6 +21,12 @@ import torch.nn.functional as F
 
 State = dict
 
+ZERO_PADDING = "temporal zero padding"
+"""State key: when set, every temporal convolution pads one zero frame on each side instead of
+padding causally (official padding modes 1 and 2 of the slice VAEs V3/V4)."""
+DOUBLE_ALL = "temporal upsampling of every frame"
+"""State key: when set, the temporal upsamplers double every frame (True) or none (False)."""
+
 SPATIAL_DOWN, SPATIOTEMPORAL_DOWN = "SpatialDownBlock3D", "SpatialTemporalDownBlock3D"
 SPATIAL_UP, SPATIOTEMPORAL_UP = "SpatialUpBlock3D", "SpatialTemporalUpBlock3D"
 
@@ -45,6 +51,16 @@ class MagvitVAEConfig:
     """GroupNorm per frame (True, V5/V5.1) or over the whole chunk; False also makes time upsampling trilinear."""
     scaling_factor: float = 0.7125
     """Latents are multiplied by it after encoding."""
+    mid_block_attention: bool = False
+    """Self-attention over all positions of a slice between the mid blocks' residual blocks (V2/V3/V4 files)."""
+    mid_block_attention_heads: int = 1
+    decoder_mid_per_frame: bool = True
+    """diffusers' V5 decoder normalises its mid block per frame whatever `spatial_group_norm` says; the
+    official slice VAEs follow `spatial_group_norm`."""
+    slice_frames: int = 9
+    """V2: image frames per independently encoded slice (official `mini_batch_encoder`)."""
+    slice_latents: int = 3
+    """V2: latent frames per independently decoded slice (official `mini_batch_decoder`)."""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -66,23 +82,44 @@ def causal_conv3d(operations):
             self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
 
         def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+            if state.get(ZERO_PADDING):
+                return super().forward(F.pad(x, (0, 0, 0, 0, 1, 1)))
             previous = state.get(self.state_key)
-            if previous is None:
-                x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0), mode="replicate")
-            else:
+            if previous is None:  # the very first chunk: repeat its first frame
+                head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+            else:  # later chunks: the previous chunk's last frames (one fewer for a stride-2 conv)
                 keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
-                x = torch.cat([previous[:, :, previous.shape[2] - keep:], x], dim=2)
-            state[self.state_key] = x[:, :, -self.time_pad:].clone()
-            return super().forward(x)
+                head = previous[:, :, previous.shape[2] - keep:]
+            from_x = min(x.shape[2], self.time_pad)
+            state[self.state_key] = torch.cat([head[:, :, head.shape[2] - (self.time_pad - from_x):],
+                                               x[:, :, x.shape[2] - from_x:]], dim=2).clone()
+            if x.device.type != "cpu":
+                return super().forward(torch.cat([head, x], dim=2))
+            # on the CPU, 3D convolutions are faster one output frame at a time (smaller unfold
+            # buffers, as the official code convolves), and the padded chunk is never copied whole
+            h, k = head.shape[2], self.time_pad + 1
+            starts = range(0, h + x.shape[2] - self.time_pad, self.time_stride)
+            out = None
+            for n, i in enumerate(starts):
+                window = x[:, :, i - h:i - h + k] if i >= h else torch.cat([head[:, :, i:], x[:, :, :k - h + i]], dim=2)
+                y = super().forward(window)
+                if out is None:
+                    out = y.new_empty((y.shape[0], y.shape[1], len(starts), *y.shape[3:]))
+                out[:, :, n] = y[:, :, 0]
+            return out
 
     return MagvitCausalConv3d
 
 
-def _group_norm(norm, x: torch.Tensor, per_frame: bool) -> torch.Tensor:
+def _group_norm(norm, x: torch.Tensor, per_frame: bool, inplace: bool = False) -> torch.Tensor:
+    """GroupNorm over the chunk, or per frame (then frame by frame, into `x` itself when `inplace`,
+    so no full-size copy of the chunk is made)."""
     if not per_frame:
         return norm(x)
-    b = x.shape[0]
-    return norm(x.transpose(1, 2).flatten(0, 1)).unflatten(0, (b, -1)).transpose(1, 2)
+    out = x if inplace else torch.empty_like(x)
+    for t in range(x.shape[2]):
+        out[:, :, t] = norm(x[:, :, t])
+    return out
 
 
 class MagvitResidualBlock3D(torch.nn.Module):
@@ -98,10 +135,15 @@ class MagvitResidualBlock3D(torch.nn.Module):
                          if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        h = self.conv1(F.silu(_group_norm(self.norm1, x, self.per_frame)), state)
-        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame)), state)
-        return h + shortcut
+        # per-frame norms with a convolution shortcut: take the shortcut first, then normalise x in place
+        early = self.per_frame and self.shortcut is not None
+        shortcut = self.shortcut(x) if early else None
+        h = _group_norm(self.norm1, x, self.per_frame, inplace=early)
+        h = self.conv1(F.silu(h, inplace=True), state)
+        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame, inplace=True), inplace=True), state)
+        if shortcut is None:
+            shortcut = x if self.shortcut is None else self.shortcut(x)
+        return h.add_(shortcut)
 
 
 class MagvitDownsampler3D(torch.nn.Module):
@@ -115,19 +157,76 @@ class MagvitDownsampler3D(torch.nn.Module):
 
 
 class MagvitUpsampler3D(torch.nn.Module):
-    def __init__(self, channels, temporal, per_frame, device=None, dtype=None, operations=torch.nn):
+    def __init__(self, channels, temporal, per_frame, device=None, dtype=None, operations=torch.nn,
+                 first_frame_apart: bool = False):
         super().__init__()
         self.temporal, self.per_frame, self.state_key = temporal, per_frame, ""
+        self.first_frame_apart = first_frame_apart
         self.conv = causal_conv3d(operations)(channels, channels, device=device, dtype=dtype)
+
+    def _double(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
         x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state)
-        if self.temporal:
-            if self.state_key in state:
-                x = F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
-            else:
-                state[self.state_key] = True
+        if not self.temporal:
+            return x
+        if DOUBLE_ALL in state:  # V3/V4: the chunk's mode says
+            return self._double(x) if state[DOUBLE_ALL] else x
+        if self.first_frame_apart:  # V2 slices: the slice's first frame stands alone, the others double
+            return torch.cat([x[:, :, :1], self._double(x[:, :, 1:])], dim=2) if x.shape[2] > 1 else x
+        if self.state_key in state:  # V5 stream: the clip's first chunk stands alone, later chunks double
+            return self._double(x)
+        state[self.state_key] = True
         return x
+
+
+class MagvitAttention3D(torch.nn.Module):
+    """Self-attention over every (frame, row, column) position of a slice, after a GroupNorm over
+    channels, with a residual connection (the official mid-block `Attention3D`)."""
+
+    def __init__(self, channels, heads, groups, device=None, dtype=None, operations=torch.nn):
+        super().__init__()
+        self.heads = heads
+        self.group_norm = operations.GroupNorm(groups, channels, eps=1e-6, device=device, dtype=dtype)
+        self.to_q = operations.Linear(channels, channels, device=device, dtype=dtype)
+        self.to_k = operations.Linear(channels, channels, device=device, dtype=dtype)
+        self.to_v = operations.Linear(channels, channels, device=device, dtype=dtype)
+        self.to_out = operations.Linear(channels, channels, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        tokens = self.group_norm(x.flatten(2)).transpose(1, 2)
+        q, k, v = (proj(tokens).unflatten(2, (self.heads, -1)).transpose(1, 2)
+                   for proj in (self.to_q, self.to_k, self.to_v))
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        out = self.to_out(out).transpose(1, 2).unflatten(2, (t, h, w))
+        return out.add_(x)
+
+
+class _MidBlock(torch.nn.Module):
+    """Residual blocks (`convs.N`) with an optional attention (`attentions.N`) before each but the first."""
+
+    def __init__(self, convs, attentions=()):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(convs)
+        self.attentions = torch.nn.ModuleList(attentions)
+
+    def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        x = self.convs[0](x, state)
+        for i, block in enumerate(self.convs[1:]):
+            if i < len(self.attentions):
+                x = self.attentions[i](x, state)
+            x = block(x, state)
+        return x
+
+
+def _mid_block(cfg: MagvitVAEConfig, channels: int, per_frame: bool, ops: dict) -> _MidBlock:
+    convs = [MagvitResidualBlock3D(channels, channels, cfg.norm_num_groups, per_frame, **ops)
+             for _ in range(cfg.layers_per_block)]
+    attentions = ([MagvitAttention3D(channels, cfg.mid_block_attention_heads, cfg.norm_num_groups, **ops)
+                   for _ in range(cfg.layers_per_block - 1)] if cfg.mid_block_attention else [])
+    return _MidBlock(convs, attentions)
 
 
 class _Level(torch.nn.Module):
@@ -160,8 +259,7 @@ class MagvitEncoder(torch.nn.Module):
                      for j in range(cfg.layers_per_block)]
             sampler = None if i == len(ch) - 1 else MagvitDownsampler3D(width, kind == SPATIOTEMPORAL_DOWN, **ops)
             self.down_blocks.append(_Level(convs, "downsampler", sampler))
-        self.mid_block = _Level([MagvitResidualBlock3D(ch[-1], ch[-1], g, per_frame, **ops)
-                                 for _ in range(cfg.layers_per_block)])
+        self.mid_block = _mid_block(cfg, ch[-1], per_frame, ops)
         self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
         self.conv_out = causal_conv3d(operations)(ch[-1], 2 * cfg.latent_channels, device=device, dtype=dtype)
 
@@ -170,35 +268,41 @@ class MagvitEncoder(torch.nn.Module):
         for level in self.down_blocks:
             h = level(h, state)
         h = self.mid_block(h, state)
-        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame)), state)
+        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame, inplace=True), inplace=True),
+                             state)
 
 
 class MagvitDecoder(torch.nn.Module):
-    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn):
+    def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn,
+                 first_frame_apart: bool = False):
         super().__init__()
         ops = dict(device=device, dtype=dtype, operations=operations)
         ch, g, per_frame = list(reversed(cfg.block_out_channels)), cfg.norm_num_groups, cfg.spatial_group_norm
         self.per_frame = per_frame
         self.conv_in = causal_conv3d(operations)(cfg.latent_channels, ch[0], device=device, dtype=dtype)
-        # the official decoder's mid block always normalises per frame, whatever spatial_group_norm says
-        self.mid_block = _Level([MagvitResidualBlock3D(ch[0], ch[0], g, True, **ops)
-                                 for _ in range(cfg.layers_per_block)])
+        self.mid_block = _mid_block(cfg, ch[0], cfg.decoder_mid_per_frame or per_frame, ops)
         self.up_blocks = torch.nn.ModuleList()
         for i, (width, kind) in enumerate(zip(ch, cfg.up_block_types)):
             previous = ch[max(i - 1, 0)]
             convs = [MagvitResidualBlock3D(previous if j == 0 else width, width, g, per_frame, **ops)
                      for j in range(cfg.layers_per_block + 1)]
             sampler = (None if i == len(ch) - 1
-                       else MagvitUpsampler3D(width, kind == SPATIOTEMPORAL_UP, per_frame, **ops))
+                       else MagvitUpsampler3D(width, kind == SPATIOTEMPORAL_UP, per_frame, **ops,
+                                              first_frame_apart=first_frame_apart))
             self.up_blocks.append(_Level(convs, "upsampler", sampler))
         self.conv_norm_out = operations.GroupNorm(g, ch[-1], eps=1e-6, device=device, dtype=dtype)
         self.conv_out = causal_conv3d(operations)(ch[-1], cfg.out_channels, device=device, dtype=dtype)
 
-    def forward(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, state: State, keep: tuple[int, int] | None = None) -> torch.Tensor:
+        """`keep` = (first, count): the latent frames of `z` to decode when `z` also holds neighbours
+        that only the input convolution and the mid block see (the V3 slice VAE)."""
         h = self.mid_block(self.conv_in(z, state), state)
+        if keep is not None:
+            h = h[:, :, keep[0]:keep[0] + keep[1]]
         for level in self.up_blocks:
             h = level(h, state)
-        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame)), state)
+        return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame, inplace=True), inplace=True),
+                             state)
 
 
 class MagvitVAE(torch.nn.Module):
@@ -206,6 +310,7 @@ class MagvitVAE(torch.nn.Module):
 
     version = "easyanimate-v5"
     encode_chunk = 4
+    first_frame_apart = False
 
     def __init__(self, cfg: MagvitVAEConfig, device=None, dtype=None, operations=torch.nn, decode_chunk: int = 1):
         super().__init__()
@@ -213,7 +318,7 @@ class MagvitVAE(torch.nn.Module):
         self.decode_chunk = decode_chunk
         self.spatial_ratio = 2 ** (len(cfg.block_out_channels) - 1)
         self.encoder = MagvitEncoder(cfg, device, dtype, operations)
-        self.decoder = MagvitDecoder(cfg, device, dtype, operations)
+        self.decoder = MagvitDecoder(cfg, device, dtype, operations, first_frame_apart=self.first_frame_apart)
         self.quant_conv = operations.Conv3d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1,
                                             device=device, dtype=dtype)
         self.post_quant_conv = operations.Conv3d(cfg.latent_channels, cfg.latent_channels, 1,
@@ -250,8 +355,129 @@ class MagvitVAE(torch.nn.Module):
         """The causal encoder takes 1 + k * temporal_ratio frames; later frames are dropped."""
         return 1 + (frames - 1) // self.cfg.temporal_ratio * self.cfg.temporal_ratio
 
-    def decode_step(self, z: torch.Tensor, state: State) -> torch.Tensor:
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z), state)
 
-    def encode_step(self, x: torch.Tensor, state: State) -> torch.Tensor:
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
+
+
+class MagvitSliceVAE(MagvitVAE):
+    """EasyAnimate V2 "mag VAE" (official `slice_mag_vae`): the same network with mid-block attention,
+    run on independent slices: `slice_latents` latent frames (decode) or `slice_frames` image frames
+    (encode) at a time, each padded causally by repeating its own first frame, with no state
+    carried between slices; in each slice the first frame stands alone in the temporal upsamplers.
+    Streaming is exact by construction: one slice is the official unit of work."""
+
+    version = "easyanimate-v2"
+    first_frame_apart = True
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        n = self.cfg.slice_latents
+        return [(i, min(i + n, latent_frames)) for i in range(0, latent_frames, n)]
+
+    def encode_plan(self, frames: int) -> list[tuple[int, int]]:
+        n = self.cfg.slice_frames
+        return [(i, min(i + n, frames)) for i in range(0, frames, n)]
+
+    def decoded_frames(self, index: int, n: int) -> int:
+        return 1 + (n - 1) * self.cfg.temporal_ratio
+
+    def encoded_frames(self, index: int, n: int) -> int:
+        for _ in range(self.cfg.temporal_ratio.bit_length() - 1):
+            n = (n - 1) // 2 + 1
+        return n
+
+    def check_frames(self, frames: int) -> int:
+        return frames
+
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        state.clear()  # every slice starts afresh, and keeps nothing afterwards
+        try:
+            return super().decode_step(z, state, chunk)
+        finally:
+            state.clear()
+
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        state.clear()
+        try:
+            return super().encode_step(x, state, chunk)
+        finally:
+            state.clear()
+
+
+class MagvitSliceCompressionVAE(MagvitSliceVAE):
+    """EasyAnimate V3 "slice VAE" (official `slice_compression_vae`). Encoder: an odd clip's first frame
+    alone, then slices of `slice_frames` (8); decoder: an odd latent's first frame alone, then slices of
+    `slice_latents` (2). Slices are independent, temporal convolutions zero-pad one frame on each side,
+    and the decoder's input convolution and mid block (with its attention) also see the previous and
+    the next slice, whose frames are then dropped: the official smoothing of slice borders. The
+    temporal upsamplers double every frame except in the lone first frame's slice."""
+
+    version = "easyanimate-v3"
+    first_frame_apart = False
+
+    def _plan(self, frames: int, size: int) -> list[tuple[int, int]]:
+        first = [(0, 1)] if frames % 2 else []
+        return first + [(i, min(i + size, frames)) for i in range(len(first), frames, size)]
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        return self._plan(latent_frames, self.cfg.slice_latents)
+
+    def encode_plan(self, frames: int) -> list[tuple[int, int]]:
+        return self._plan(frames, self.cfg.slice_frames)
+
+    def decode_window(self, start: int, end: int, total: int) -> tuple[int, int]:
+        if total % 2 and start == 0:  # the lone first frame
+            return start, end
+        first_slice = start == total % 2
+        n = self.cfg.slice_latents
+        return (start if first_slice else start - n), (min(end + n, total) if end < total else end)
+
+    def decoded_frames(self, index: int, n: int) -> int:
+        return 1 if index == 0 and n == 1 else n * self.cfg.temporal_ratio
+
+    def _slice_state(self, state: State, double: bool) -> None:
+        state.clear()
+        state[ZERO_PADDING] = True
+        state[DOUBLE_ALL] = double
+
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        start, end, total = chunk
+        lone = total % 2 == 1 and start == 0
+        self._slice_state(state, double=not lone)
+        low = self.decode_window(start, end, total)[0]
+        try:
+            return self.decoder(self.post_quant_conv(z), state, keep=(start - low, end - start))
+        finally:
+            state.clear()
+
+    def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        self._slice_state(state, double=False)
+        try:
+            return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
+        finally:
+            state.clear()
+
+
+class MagvitCacheCompressionVAE(MagvitSliceCompressionVAE):
+    """EasyAnimate V4 (official `cache_compression_vae`): the V3 encoder; the decoder walks the latent
+    in slices of `slice_latents` (2) carrying each causal convolution's last frames from slice to slice
+    (the first slice padded by repeating its first frame), and doubles every frame in time. A one-frame
+    latent is decoded alone with zero padding and no temporal upsampling."""
+
+    version = "easyanimate-v4"
+
+    def decode_plan(self, latent_frames: int) -> list[tuple[int, int]]:
+        n = self.cfg.slice_latents
+        return [(i, min(i + n, latent_frames)) for i in range(0, latent_frames, n)]
+
+    def decode_window(self, start: int, end: int, total: int) -> tuple[int, int]:
+        return start, end
+
+    def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        if chunk[2] == 1:
+            self._slice_state(state, double=False)
+        else:
+            state[DOUBLE_ALL] = True
+        return self.decoder(self.post_quant_conv(z), state)

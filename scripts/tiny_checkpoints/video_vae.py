@@ -5,6 +5,8 @@
   channels like the real one, widths 32.
 - `vae/motionkit_tiny_easyanimate_v5/diffusion_pytorch_model.safetensors` with its
   `config.json`: an EasyAnimate V5.1 cache mag VAE as the published folder.
+- `vae/motionkit_tiny_easyanimate_v3/...`: an EasyAnimate V3 slice VAE (mid-block attention,
+  4 latent channels) with the official config.json flags.
 """
 from __future__ import annotations
 
@@ -16,12 +18,28 @@ import safetensors.torch
 import torch
 
 from motionkit.models.cogvideox.vae import CogVideoXVAE, CogVideoXVAEConfig
-from motionkit.models.easyanimate.magvit import MagvitVAE, MagvitVAEConfig
+from motionkit.models.easyanimate.magvit import MagvitSliceCompressionVAE, MagvitVAE, MagvitVAEConfig
 
 TINY_COGVIDEOX = CogVideoXVAEConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1, latent_channels=16)
 COGVIDEOX_FILE = "motionkit_tiny_cogvideox_vae.safetensors"
 TINY_EASYANIMATE_V5 = MagvitVAEConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=1, latent_channels=16)
 EASYANIMATE_V5_FOLDER = "motionkit_tiny_easyanimate_v5"
+TINY_EASYANIMATE_V3 = MagvitVAEConfig(block_out_channels=(32, 32, 32, 32), layers_per_block=2, latent_channels=4,
+                                      spatial_group_norm=False, decoder_mid_per_frame=False, mid_block_attention=True,
+                                      scaling_factor=0.1825)
+EASYANIMATE_V3_FOLDER = "motionkit_tiny_easyanimate_v3"
+
+
+def official_v3_json_config(cfg: MagvitVAEConfig) -> dict:
+    """config.json as the official V3 vae/ folder writes it (official class, block types as strings)."""
+    return {"_class_name": "AutoencoderKLMagvit", "in_channels": 3, "out_channels": 3,
+            "block_out_channels": list(cfg.block_out_channels), "layers_per_block": cfg.layers_per_block,
+            "down_block_types": str(tuple(cfg.down_block_types)), "up_block_types": str(tuple(cfg.up_block_types)),
+            "mid_block_type": "MidBlock3D", "mid_block_use_attention": True, "mid_block_attention_type": "3d",
+            "mid_block_num_attention_heads": 1, "latent_channels": cfg.latent_channels,
+            "norm_num_groups": cfg.norm_num_groups, "scaling_factor": cfg.scaling_factor, "slice_mag_vae": False,
+            "slice_compression_vae": True, "cache_compression_vae": False, "cache_mag_vae": False,
+            "mini_batch_encoder": 8, "mini_batch_decoder": 2, "spatial_group_norm": False}
 
 
 def magvit_json_config(cfg: MagvitVAEConfig) -> dict:
@@ -59,4 +77,9 @@ def write(models_dir: Path) -> list[Path]:
     v5_path = v5 / "diffusion_pytorch_model.safetensors"
     safetensors.torch.save_file(random_state_dict(MagvitVAE(TINY_EASYANIMATE_V5), seed=6), str(v5_path))
     (v5 / "config.json").write_text(json.dumps(magvit_json_config(TINY_EASYANIMATE_V5), indent=2))
-    return [path, v5_path, v5 / "config.json"]
+    v3 = folder / EASYANIMATE_V3_FOLDER
+    v3.mkdir(exist_ok=True)
+    v3_path = v3 / "diffusion_pytorch_model.safetensors"
+    safetensors.torch.save_file(random_state_dict(MagvitSliceCompressionVAE(TINY_EASYANIMATE_V3), seed=7), str(v3_path))
+    (v3 / "config.json").write_text(json.dumps(official_v3_json_config(TINY_EASYANIMATE_V3), indent=2))
+    return [path, v5_path, v5 / "config.json", v3_path, v3 / "config.json"]

@@ -1,4 +1,4 @@
-"""Shared helpers of the AnimateDiff tests: tiny SD-style UNets in ComfyUI and diffusers with the same weights,
+"""Reference helpers of the AnimateDiff tests (no tests here): tiny SD-style UNets in ComfyUI and diffusers with the same weights,
 and the original AnimateDiff formulation where diffusers differs (written for the tests, not copied)."""
 from __future__ import annotations
 
