@@ -6,7 +6,7 @@ For EasyAnimate V5/V5.1 (vs diffusers' AutoencoderKLMagvit, plain and tiled deco
 CogVideoX (vs AutoencoderKLCogVideoX) and EasyAnimate V2/V3 (vs the official sliced decode,
 re-implemented in bench/slice_vae_official.py), with a mid-size random-weight config on CPU,
 at 1x, 2x and 4x clip length (4, 7 and 13 latent frames). Memory is the peak of tensor storage
-alive during the decode (bench/slice_vae_memory.py) on the emulated compute device (see
+alive during the decode (bench/peak_memory.py) on the emulated compute device (see
 `peak_mib`); time is the best of `--repeats` interleaved runs on one thread.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 import harness  # noqa: E402
 import slice_vae_official  # noqa: E402
-from slice_vae_memory import peak_bytes  # noqa: E402
+from peak_memory import peak_bytes  # noqa: E402
 
 harness.setup_comfy_in_process()  # torchvision shims diffusers needs on a CPU-only torch
 harness.import_pack()

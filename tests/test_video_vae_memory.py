@@ -1,6 +1,6 @@
 """Peak memory of the streamed decode stays flat in clip length (CPU, no GPU needed).
 
-Peak tensor memory is measured by bench/slice_vae_memory.PeakMemory (a TorchDispatchMode
+Peak tensor memory is measured by bench/peak_memory.PeakMemory (a TorchDispatchMode
 that counts every storage from creation to release). The output video itself grows with
 length by definition, so the figure compared is the peak minus the output's bytes: the
 decoder's working memory.
@@ -15,7 +15,7 @@ import harness
 harness.import_pack()
 video_vae = sys.modules["motionkit.models.video_vae"]
 sys.path.insert(0, str(harness.ROOT / "bench"))
-from slice_vae_memory import peak_bytes  # noqa: E402
+from peak_memory import peak_bytes  # noqa: E402
 from slice_vae_official import build_reference  # noqa: E402
 
 SLICE_FLAGS = {"easyanimate-v2": "slice_mag_vae", "easyanimate-v3": "slice_compression_vae",
