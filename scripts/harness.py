@@ -40,6 +40,9 @@ def setup_comfy_in_process(work_dir: Path | None = None) -> bool:
     import comfy_host
 
     comfy_host.setup(cpu=True, work_dir=str(work_dir) if work_dir else None)
+    # Bind ComfyUI's top-level `nodes` now: pytest may later put the pack's root, which
+    # has a `nodes/` folder of its own, first on sys.path.
+    import nodes  # noqa: F401
     return True
 
 
