@@ -112,7 +112,8 @@ class CogVideoXResnetBlock3D(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, zq: torch.Tensor | None, state: State) -> torch.Tensor:
         h = self.conv1(F.silu(self._norm(self.norm1, x, zq, state), inplace=True), state)
-        h = self.conv2(F.silu(self._norm(self.norm2, h, zq, state), inplace=True), state)
+        h = F.silu(self._norm(self.norm2, h, zq, state), inplace=True)  # frees conv1's output before conv2
+        h = self.conv2(h, state)
         return h.add_(x if self.conv_shortcut is None else self.conv_shortcut(x))
 
 
