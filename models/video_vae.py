@@ -135,6 +135,18 @@ class VideoVAE:
     scaling_factor = property(lambda self: self.net.scaling_factor)
     spatial_ratio = property(lambda self: self.net.spatial_ratio)
 
+    def tile_plan(self, tile_size: int, tile_overlap: int, for_decode: bool) -> TilePlan | None:
+        """The tiles for `tile_size`/`tile_overlap` output (decode) or input (encode) pixels; None for 0."""
+        if tile_size <= 0:
+            return None
+        if tile_overlap >= tile_size:
+            raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size})")
+        if tile_size < self.spatial_ratio * 2:
+            raise ValueError(f"tile_size ({tile_size}) must be at least {self.spatial_ratio * 2} pixels "
+                             f"(two latent pixels of '{self.name}'), or 0 for no tiling")
+        make = TilePlan.for_decode if for_decode else TilePlan.for_encode
+        return make(tile_size, tile_overlap, self.spatial_ratio)
+
     def __repr__(self) -> str:
         return f"VideoVAE({self.name!r}, version={self.version}, latent_channels={self.latent_channels})"
 

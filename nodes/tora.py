@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..models import host
 from .cogvideox import model_files
+from .video_vae import TILE_INPUTS, VIDEO_VAE
 
 CATEGORY = "MotionKit/Tora"
 NONE = "none"
@@ -67,18 +68,12 @@ class MotionKitApplyTora:
         return (apply_tora(model, tora, motion_latents["samples"], strength, start_percent, end_percent),)
 
 
-NODE_CLASS_MAPPINGS = {"MotionKitLoadTora": MotionKitLoadTora, "MotionKitApplyTora": MotionKitApplyTora}
-NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitLoadTora": "MotionKit Load Tora", "MotionKitApplyTora": "MotionKit Apply Tora"}
-
-
 class MotionKitMotionVAEEncode:
     DESCRIPTION = ("Encodes the trajectory flow video (from Trajectories to Flow) into Tora's motion latents with the "
                    "CogVideoX VAE, streamed in temporal chunks (and spatial tiles), scaled by 0.7 as Tora does.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        from .video_vae import TILE_INPUTS, VIDEO_VAE
-
         return {"required": {
             "video_vae": (VIDEO_VAE, {"tooltip": "The CogVideoX VAE from Load Video VAE (MotionKit)."}),
             "flow_video": ("IMAGE", {"tooltip": "The RGB flow video: 4k+1 frames, width and height multiples of 16, "
@@ -95,11 +90,12 @@ class MotionKitMotionVAEEncode:
 
     def encode(self, video_vae, flow_video, scaling_factor, tile_size, tile_overlap):
         from ..models.tora.motion import encode_motion
-        from .video_vae import _tiles
 
-        tiles = _tiles(video_vae, tile_size, tile_overlap, False)
+        tiles = video_vae.tile_plan(tile_size, tile_overlap, False)
         return ({"samples": encode_motion(video_vae, flow_video, scaling_factor, tiles)},)
 
 
-NODE_CLASS_MAPPINGS["MotionKitMotionVAEEncode"] = MotionKitMotionVAEEncode
-NODE_DISPLAY_NAME_MAPPINGS["MotionKitMotionVAEEncode"] = "MotionKit Motion VAE Encode"
+NODE_CLASS_MAPPINGS = {"MotionKitLoadTora": MotionKitLoadTora, "MotionKitApplyTora": MotionKitApplyTora,
+                       "MotionKitMotionVAEEncode": MotionKitMotionVAEEncode}
+NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitLoadTora": "MotionKit Load Tora", "MotionKitApplyTora": "MotionKit Apply Tora",
+                              "MotionKitMotionVAEEncode": "MotionKit Motion VAE Encode"}

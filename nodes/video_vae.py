@@ -19,18 +19,6 @@ TILE_INPUTS = {
 }
 
 
-def _tiles(vae: video_vae.VideoVAE, tile_size: int, tile_overlap: int, for_decode: bool):
-    if tile_size <= 0:
-        return None
-    if tile_overlap >= tile_size:
-        raise ValueError(f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size})")
-    if tile_size < vae.spatial_ratio * 2:
-        raise ValueError(f"tile_size ({tile_size}) must be at least {vae.spatial_ratio * 2} pixels "
-                         f"(two latent pixels of '{vae.name}'), or 0 for no tiling")
-    make = video_vae.TilePlan.for_decode if for_decode else video_vae.TilePlan.for_encode
-    return make(tile_size, tile_overlap, vae.spatial_ratio)
-
-
 def _vae_files() -> list[str]:
     try:
         return host.model_filenames("vae")
@@ -87,7 +75,7 @@ class MotionKitSliceVAEDecode:
                    "equals the version's official decode. Batches give their frames one after the other.")
 
     def decode(self, video_vae, samples, tile_size, tile_overlap):
-        return (video_vae.decode(samples["samples"], _tiles(video_vae, tile_size, tile_overlap, True)),)
+        return (video_vae.decode(samples["samples"], video_vae.tile_plan(tile_size, tile_overlap, True)),)
 
 
 class MotionKitVideoVAEEncode:
@@ -108,7 +96,7 @@ class MotionKitVideoVAEEncode:
                    "factor), streamed chunk by chunk, for image-to-video and video-to-video graphs.")
 
     def encode(self, video_vae, images, tile_size, tile_overlap):
-        return ({"samples": video_vae.encode(images, _tiles(video_vae, tile_size, tile_overlap, False))},)
+        return ({"samples": video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))},)
 
 
 NODE_CLASS_MAPPINGS = {
