@@ -45,7 +45,7 @@ def _setup(pytorch_attention: bool):
 def _steps(sides: list[str], frames: int, size: int) -> dict:
     """One denoiser call per side, on the same random weights and inputs."""
     import torch
-    import test_animatediff_reference as ref
+    import animatediff_reference as ref
     from motionkit.models.animatediff import injection, loader
 
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ import harness
 
 harness.import_pack()
 sys.path.insert(0, str(harness.ROOT / "tests"))
-import test_animatediff_reference as ref  # noqa: E402
+import animatediff_reference as ref  # noqa: E402
 
 from motionkit.models.animatediff import keys, loader, motion_lora  # noqa: E402
 from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig  # noqa: E402
