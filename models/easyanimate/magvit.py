@@ -195,7 +195,14 @@ class MagvitUpsampler3D(torch.nn.Module):
         return F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        # the convolution's causal state is kept at the input's size: nearest upsampling repeats
+        # pixels, so upsampling the kept frames again gives them back exactly
+        key = self.conv.state_key
+        if isinstance(state.get(key), torch.Tensor):
+            state[key] = F.interpolate(state[key], scale_factor=(1, 2, 2), mode="nearest")
         x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state, consume=True)
+        if isinstance(state.get(key), torch.Tensor):
+            state[key] = state[key][:, :, :, ::2, ::2].contiguous()
         if not self.temporal:
             return x
         if DOUBLE_ALL in state:  # V3/V4: the chunk's mode says
