@@ -81,7 +81,9 @@ def causal_conv3d(operations):
                              device=device, dtype=dtype)
             self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
 
-        def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, state: State, consume: bool = False) -> torch.Tensor:
+            """`consume`: the caller no longer needs `x`, so on the CPU a same-shape output may be
+            written over it (each frame once no later output frame reads it)."""
             if state.get(ZERO_PADDING):
                 return super().forward(F.pad(x, (0, 0, 0, 0, 1, 1)))
             previous = state.get(self.state_key)
@@ -90,23 +92,47 @@ def causal_conv3d(operations):
             else:  # later chunks: the previous chunk's last frames (one fewer for a stride-2 conv)
                 keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
                 head = previous[:, :, previous.shape[2] - keep:]
+            # the next chunk's head: this chunk's last frames, after the head's when the chunk is shorter
             from_x = min(x.shape[2], self.time_pad)
-            state[self.state_key] = torch.cat([head[:, :, head.shape[2] - (self.time_pad - from_x):],
-                                               x[:, :, x.shape[2] - from_x:]], dim=2).clone()
+            carried = head[:, :, head.shape[2] - (self.time_pad - from_x):] if from_x < self.time_pad else None
             if x.device.type != "cpu":
+                self._carry(state, carried, x, from_x)
                 return super().forward(torch.cat([head, x], dim=2))
             # on the CPU, 3D convolutions are faster one output frame at a time (smaller unfold
             # buffers, as the official code convolves), and the padded chunk is never copied whole
             h, k = head.shape[2], self.time_pad + 1
             starts = range(0, h + x.shape[2] - self.time_pad, self.time_stride)
-            out = None
+            out, pending = None, []
+            in_place = consume and self.time_stride == 1 and h == self.time_pad and not x.requires_grad
             for n, i in enumerate(starts):
-                window = x[:, :, i - h:i - h + k] if i >= h else torch.cat([head[:, :, i:], x[:, :, :k - h + i]], dim=2)
+                if i >= h:  # the previous chunk's frames are read no more: let them go
+                    window, head, previous = x[:, :, i - h:i - h + k], None, None
+                else:
+                    window = torch.cat([head[:, :, i:], x[:, :, :k - h + i]], dim=2)
                 y = super().forward(window)
+                del window  # before the next window is made
                 if out is None:
-                    out = y.new_empty((y.shape[0], y.shape[1], len(starts), *y.shape[3:]))
-                out[:, :, n] = y[:, :, 0]
+                    in_place = in_place and y.dtype == x.dtype and y.shape[1] == x.shape[1] and \
+                        y.shape[3:] == x.shape[3:] and len(starts) == x.shape[2]
+                    out = x if in_place else y.new_empty((y.shape[0], y.shape[1], len(starts), *y.shape[3:]))
+                if not in_place:
+                    out[:, :, n] = y[:, :, 0]
+                    continue
+                # output frame n reads input frames n - time_pad .. n: it may replace input frame
+                # n - time_pad only now, so the last time_pad output frames wait
+                pending.append(y)
+                if len(pending) > self.time_pad:
+                    out[:, :, n - self.time_pad] = pending.pop(0)[:, :, 0]
+            # made only now, once the previous chunk's frames are gone, and before the pending
+            # output frames replace this chunk's last frames
+            self._carry(state, carried, x, from_x)
+            for j, y in enumerate(pending):
+                out[:, :, len(starts) - len(pending) + j] = y[:, :, 0]
             return out
+
+        def _carry(self, state: State, carried: torch.Tensor | None, x: torch.Tensor, from_x: int) -> None:
+            tail = x[:, :, x.shape[2] - from_x:]
+            state[self.state_key] = torch.cat([tail] if carried is None else [carried, tail], dim=2)  # a copy
 
     return MagvitCausalConv3d
 
@@ -139,8 +165,9 @@ class MagvitResidualBlock3D(torch.nn.Module):
         early = self.per_frame and self.shortcut is not None
         shortcut = self.shortcut(x) if early else None
         h = _group_norm(self.norm1, x, self.per_frame, inplace=early)
-        h = self.conv1(F.silu(h, inplace=True), state)
-        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame, inplace=True), inplace=True), state)
+        h = self.conv1(F.silu(h, inplace=True), state, consume=h is not x)
+        h = self.conv2(F.silu(_group_norm(self.norm2, h, self.per_frame, inplace=True), inplace=True), state,
+                       consume=True)
         if shortcut is None:
             shortcut = x if self.shortcut is None else self.shortcut(x)
         return h.add_(shortcut)
@@ -168,7 +195,14 @@ class MagvitUpsampler3D(torch.nn.Module):
         return F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state)
+        # the convolution's causal state is kept at the input's size: nearest upsampling repeats
+        # pixels, so upsampling the kept frames again gives them back exactly
+        key = self.conv.state_key
+        if isinstance(state.get(key), torch.Tensor):
+            state[key] = F.interpolate(state[key], scale_factor=(1, 2, 2), mode="nearest")
+        x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state, consume=True)
+        if isinstance(state.get(key), torch.Tensor):
+            state[key] = state[key][:, :, :, ::2, ::2].contiguous()
         if not self.temporal:
             return x
         if DOUBLE_ALL in state:  # V3/V4: the chunk's mode says
