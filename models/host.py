@@ -141,9 +141,14 @@ def _library_folder(name: str) -> str:
 
 
 def model_filenames(folder: str) -> list[str]:
-    """The files of a model folder, for a node's file list (relative paths, sorted)."""
+    """The files of a model folder, for a node's file list (relative paths, sorted).
+
+    Empty in library mode without $MOTIONKIT_MODELS_DIR; `model_path` then says what to set.
+    """
     if IN_COMFYUI:
         return _folder_paths.get_filename_list(folder)
+    if not os.environ.get(MODELS_DIR_ENV):
+        return []
     base = _library_folder(folder)
     found = []
     for root, _dirs, files in os.walk(base):

@@ -8,14 +8,6 @@ from ..models.cogvideox.text import fixed_length_t5_tokens
 CATEGORY = "MotionKit/CogVideoX"
 
 
-def model_files(folder: str) -> list[str]:
-    """A model folder's files for a node's list; empty in library mode without MOTIONKIT_MODELS_DIR."""
-    try:
-        return host.model_filenames(folder)
-    except RuntimeError:
-        return []
-
-
 class MotionKitLoadCogVideoX:
     DESCRIPTION = ("Loads a CogVideoX-2B/5B/5B-I2V transformer (diffusers format: one safetensors file or the shards "
                    "of a transformer/ folder) from models/diffusion_models as a MODEL for core KSampler.")
@@ -23,7 +15,7 @@ class MotionKitLoadCogVideoX:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_name": (model_files("diffusion_models"), {
+            "model_name": (host.model_filenames("diffusion_models"), {
                 "tooltip": "The transformer file in models/diffusion_models (for a sharded folder pick any shard)."}),
             "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
                 "default": "default",
@@ -73,7 +65,7 @@ class MotionKitLoadT5:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "t5_name": (model_files("text_encoders"), {
+            "t5_name": (host.model_filenames("text_encoders"), {
                 "tooltip": "The T5 encoder file in models/text_encoders (e.g. t5xxl_fp16.safetensors)."}),
         }}
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ..models import host
-from .cogvideox import model_files
 from .video_vae import TILE_INPUTS, VIDEO_VAE
 
 CATEGORY = "MotionKit/Tora"
@@ -16,7 +15,7 @@ class MotionKitLoadTora:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = model_files("tora")
+        files = host.model_filenames("tora")
         return {"required": {
             "tora_name": (files, {"tooltip": "A Tora file in models/tora (SAT .pt, diffusers transformer, or fuser.safetensors)."}),
             "extractor_name": ([NONE] + files, {"default": NONE,

@@ -19,18 +19,11 @@ TILE_INPUTS = {
 }
 
 
-def _vae_files() -> list[str]:
-    try:
-        return host.model_filenames("vae")
-    except RuntimeError:  # library mode without MOTIONKIT_MODELS_DIR
-        return []
-
-
 class MotionKitLoadVideoVAE:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "vae_name": (_vae_files(), {
+            "vae_name": (host.model_filenames("vae"), {
                 "tooltip": "A video VAE from ComfyUI/models/vae: EasyAnimate V2, V3, V4, V5/V5.1 or CogVideoX, "
                            "as a single safetensors file or the published folder (diffusion_pytorch_model."
                            "safetensors with its config.json beside it; V2/V3/V4 need the config.json). The "

@@ -47,6 +47,8 @@ def test_library_imports_and_runs_without_comfyui():
         host = sys.modules["motionkit.models.host"]
         assert not host.IN_COMFYUI
         assert "comfy" not in sys.modules, "something imported comfy"
+        for cls in pack.NODE_CLASS_MAPPINGS.values():
+            cls.INPUT_TYPES()  # file lists are empty, not an error, without MOTIONKIT_MODELS_DIR
         print(len(pack.NODE_CLASS_MAPPINGS))
     """)
     assert done.returncode == 0, done.stderr
