@@ -60,10 +60,11 @@ def _setup() -> None:
     harness.import_pack()
 
 
-def build_fake_vaes(mode: FakeTensorMode, config: dict = COGVIDEOX_5B_VAE, dtype=torch.bfloat16):
-    """(diffusers AutoencoderKLCogVideoX, the pack's VideoVAE, weight bytes), with fake weights on GPU."""
+def build_fake_vaes(mode: FakeTensorMode, config: dict = COGVIDEOX_5B_VAE, dtype=torch.bfloat16,
+                    diffusers_class: str = "AutoencoderKLCogVideoX"):
+    """(the diffusers VAE, the pack's VideoVAE, weight bytes), with fake weights on GPU."""
     _setup()
-    from diffusers import AutoencoderKLCogVideoX
+    import diffusers
 
     video_vae = sys.modules["motionkit.models.video_vae"]
 
@@ -77,11 +78,11 @@ def build_fake_vaes(mode: FakeTensorMode, config: dict = COGVIDEOX_5B_VAE, dtype
     with mode, torch.device(GPU):
         torch.set_default_dtype(dtype)
         try:
-            reference = AutoencoderKLCogVideoX(**config).eval().requires_grad_(False)
+            reference = getattr(diffusers, diffusers_class)(**config).eval().requires_grad_(False)
         finally:
             torch.set_default_dtype(previous)
-        built = video_vae.build_video_vae(reference.state_dict(), dict(config, _class_name="AutoencoderKLCogVideoX"),
-                                          name="CogVideoX VAE (fake weights)", dtype=dtype)
+        built = video_vae.build_video_vae(reference.state_dict(), dict(config, _class_name=diffusers_class),
+                                          name=f"{diffusers_class} (fake weights)", dtype=dtype)
     ours = OnDevice(built.net, built.name, built.dtype)
     weights = sum(p.numel() * p.element_size() for p in reference.parameters())
     return reference, ours, weights

@@ -82,8 +82,8 @@ def causal_conv3d(operations):
             self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
 
         def forward(self, x: torch.Tensor, state: State, consume: bool = False) -> torch.Tensor:
-            """`consume`: the caller no longer needs `x`, so on the CPU a same-shape output may be
-            written over it (each frame once no later output frame reads it)."""
+            """`consume`: the caller no longer needs `x`, so a same-shape output may be written over
+            it (each frame once no later output frame reads it)."""
             if state.get(ZERO_PADDING):
                 return super().forward(F.pad(x, (0, 0, 0, 0, 1, 1)))
             previous = state.get(self.state_key)
@@ -95,11 +95,8 @@ def causal_conv3d(operations):
             # the next chunk's head: this chunk's last frames, after the head's when the chunk is shorter
             from_x = min(x.shape[2], self.time_pad)
             carried = head[:, :, head.shape[2] - (self.time_pad - from_x):] if from_x < self.time_pad else None
-            if x.device.type != "cpu":
-                self._carry(state, carried, x, from_x)
-                return super().forward(torch.cat([head, x], dim=2))
-            # on the CPU, 3D convolutions are faster one output frame at a time (smaller unfold
-            # buffers, as the official code convolves), and the padded chunk is never copied whole
+            # one output frame at a time, as the official code convolves: the padded chunk is never
+            # copied whole, and on the CPU the unfold buffers stay small
             h, k = head.shape[2], self.time_pad + 1
             starts = range(0, h + x.shape[2] - self.time_pad, self.time_stride)
             out, pending = None, []
@@ -312,7 +309,7 @@ class MagvitDecoder(torch.nn.Module):
         super().__init__()
         ops = dict(device=device, dtype=dtype, operations=operations)
         ch, g, per_frame = list(reversed(cfg.block_out_channels)), cfg.norm_num_groups, cfg.spatial_group_norm
-        self.per_frame = per_frame
+        self.per_frame, self.first_frame_apart = per_frame, first_frame_apart
         self.conv_in = causal_conv3d(operations)(cfg.latent_channels, ch[0], device=device, dtype=dtype)
         self.mid_block = _mid_block(cfg, ch[0], cfg.decoder_mid_per_frame or per_frame, ops)
         self.up_blocks = torch.nn.ModuleList()
@@ -333,8 +330,18 @@ class MagvitDecoder(torch.nn.Module):
         h = self.mid_block(self.conv_in(z, state), state)
         if keep is not None:
             h = h[:, :, keep[0]:keep[0] + keep[1]]
-        for level in self.up_blocks:
-            h = level(h, state)
+        return self._up(h, state, 0)
+
+    def _up(self, h: torch.Tensor, state: State, first_level: int) -> torch.Tensor:
+        """The up levels from `first_level` on and the output convolution. When every operation is
+        causal and per frame (per-frame norms, nearest upsampling in time, no zero padding, no lone
+        first frame), a chunk of several frames goes on one frame at a time: the same frames, with
+        the full-resolution activations of one frame alive instead of the chunk's."""
+        split = self.per_frame and not self.first_frame_apart and not state.get(ZERO_PADDING)
+        for n in range(first_level, len(self.up_blocks)):
+            if split and h.shape[2] > 1:
+                return torch.cat([self._up(h[:, :, t:t + 1], state, n) for t in range(h.shape[2])], dim=2)
+            h = self.up_blocks[n](h, state)
         return self.conv_out(F.silu(_group_norm(self.conv_norm_out, h, self.per_frame, inplace=True), inplace=True),
                              state)
 
