@@ -1,6 +1,6 @@
 """Slice VAE decode against diffusers, same latents, same run: time and peak working memory.
 
-    .venv/bin/python bench/slice_vae.py [--size 64] [--repeats 2]
+    .venv/bin/python bench/slice_vae.py [--size 64] [--repeats 3] [--versions easyanimate-v5,cogvideox]
 
 For EasyAnimate V5/V5.1 (vs diffusers' AutoencoderKLMagvit, plain and tiled decode),
 CogVideoX (vs AutoencoderKLCogVideoX) and EasyAnimate V2/V3 (vs the official sliced decode,
@@ -86,14 +86,17 @@ def table(title: str, methods: dict, latent_channels: int, h: int, repeats: int,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--versions", default="easyanimate-v5,cogvideox,easyanimate-v2,easyanimate-v3",
+                        help="comma separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tile, overlap = args.size // 2, args.size // 8
     h = args.size // 8
     plan = video_vae.TilePlan.for_decode(tile, overlap, 8)
     print(f"CPU, 1 thread, float32, {args.size}x{args.size} frames, tiles {tile}px overlapping {overlap}px")
-    for kind in ("easyanimate-v5", "cogvideox"):
+    versions = args.versions.split(",")
+    for kind in (v for v in ("easyanimate-v5", "cogvideox") if v in versions):
         ref, ours = build(kind)
         sf = ours.scaling_factor
         ref_tiled = build(kind)[0]
@@ -113,6 +116,8 @@ def main() -> int:
         table(kind, methods, 16, h, args.repeats, "diffusers", "diffusers tiled")
     for kind, flag, official in (("easyanimate-v2", "slice_mag_vae", slice_vae_official.official_v2_decode),
                                  ("easyanimate-v3", "slice_compression_vae", slice_vae_official.official_v3_decode)):
+        if kind not in versions:
+            continue
         ref, attentions, state = slice_vae_official.build_reference((16, 32, 64, 64), 4, groups=16)
         config = {"_class_name": "AutoencoderKLMagvit", flag: True, "norm_num_groups": 16}
         ours = video_vae.build_video_vae(state, config, name=kind, dtype=torch.float32)

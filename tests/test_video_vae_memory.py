@@ -87,3 +87,24 @@ def test_tiled_streamed_decode_peak_is_flat_and_below_diffusers_tiled():
     latent = torch.randn(1, 4, 9, 10, 10)
     diffusers_peak, images = peak_bytes(lambda z: ref.decode(z).sample, latent)
     assert max(peaks) < 0.5 * (diffusers_peak - images.numel() * images.element_size()), (peaks, diffusers_peak)
+
+
+@pytest.mark.host
+def test_v5_gpu_peak_at_full_size_meets_the_goals_and_is_flat():
+    """Traced as bench/slice_vae_memory.py does (FakeTensorMode; fake meta tensors stand for the GPU): the
+    full-size EasyAnimate V5.1 VAE in bf16 at 768x768, the latent on the host as in ComfyUI."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import slice_vae_memory as bench
+
+    mode = FakeTensorMode()
+    reference, ours, weights = bench.build_fake_vaes(mode, bench.EASYANIMATE_V51_VAE,
+                                                     diffusers_class="AutoencoderKLMagvit")
+    assert 0.45 * 2 ** 30 < weights < 0.47 * 2 ** 30
+    scale = ours.scaling_factor
+    plain = [bench.trace(mode, lambda z: ours.decode(z * scale), frames, 768, False) for frames in (49, 97)]
+    assert max(plain) <= 1.10 * min(plain), plain
+    tiles = video_vae.TilePlan.for_decode(384, 64, 8)
+    tiled = bench.trace(mode, lambda z: ours.decode(z * scale, tiles), 49, 768, False)
+    diffusers = bench.trace(mode, lambda z: reference.decode(z).sample, 49, 768, True)
+    assert plain[0] <= 0.7 * diffusers and tiled <= 0.35 * diffusers, (plain, tiled, diffusers)
