@@ -84,30 +84,30 @@ def causal_conv3d(operations):
         def forward(self, x: torch.Tensor, state: State, consume: bool = False) -> torch.Tensor:
             """`consume`: the caller no longer needs `x`, so a same-shape output may be written over
             it (each frame once no later output frame reads it)."""
-            if state.get(ZERO_PADDING):
-                return super().forward(F.pad(x, (0, 0, 0, 0, 1, 1)))
-            previous = state.get(self.state_key)
-            if previous is None:  # the very first chunk: repeat its first frame
-                head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
-            else:  # later chunks: the previous chunk's last frames (one fewer for a stride-2 conv)
-                keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
-                head = previous[:, :, previous.shape[2] - keep:]
-            # the next chunk's head: this chunk's last frames, after the head's when the chunk is shorter
-            from_x = min(x.shape[2], self.time_pad)
-            carried = head[:, :, head.shape[2] - (self.time_pad - from_x):] if from_x < self.time_pad else None
+            tail = None
+            if state.get(ZERO_PADDING):  # one zero frame on each side, nothing carried
+                head = tail = x.new_zeros((*x.shape[:2], 1, *x.shape[3:]))
+            else:
+                previous = state.pop(self.state_key, None)
+                if previous is None:  # the very first chunk: repeat its first frame
+                    head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+                else:  # later chunks: the previous chunk's last frames (one fewer for a stride-2 conv)
+                    keep = self.time_pad - 1 if self.time_stride == 2 else self.time_pad
+                    head = previous[:, :, previous.shape[2] - keep:]
+                del previous
+                # the next chunk's head: this chunk's last frames, after the head's when the chunk is shorter
+                from_x = min(x.shape[2], self.time_pad)
+                carried = head[:, :, head.shape[2] - (self.time_pad - from_x):] if from_x < self.time_pad else None
             # one output frame at a time, as the official code convolves: the padded chunk is never
             # copied whole, and on the CPU the unfold buffers stay small
-            h, k = head.shape[2], self.time_pad + 1
-            starts = range(0, h + x.shape[2] - self.time_pad, self.time_stride)
+            before, after, k = head.shape[2], 0 if tail is None else tail.shape[2], self.time_pad + 1
+            starts = range(0, before + x.shape[2] + after - self.time_pad, self.time_stride)
             out, pending = None, []
-            in_place = consume and self.time_stride == 1 and h == self.time_pad and not x.requires_grad
+            in_place = consume and self.time_stride == 1 and before + after == self.time_pad and not x.requires_grad
             for n, i in enumerate(starts):
-                if i >= h:  # the previous chunk's frames are read no more: let them go
-                    window, head, previous = x[:, :, i - h:i - h + k], None, None
-                else:
-                    window = torch.cat([head[:, :, i:], x[:, :, :k - h + i]], dim=2)
-                y = super().forward(window)
-                del window  # before the next window is made
+                if i >= before:  # the head is read no more: let it go
+                    head = None
+                y = super().forward(self._window(head, before, x, tail, i, k))
                 if out is None:
                     in_place = in_place and y.dtype == x.dtype and y.shape[1] == x.shape[1] and \
                         y.shape[3:] == x.shape[3:] and len(starts) == x.shape[2]
@@ -115,17 +115,28 @@ def causal_conv3d(operations):
                 if not in_place:
                     out[:, :, n] = y[:, :, 0]
                     continue
-                # output frame n reads input frames n - time_pad .. n: it may replace input frame
-                # n - time_pad only now, so the last time_pad output frames wait
+                # output frame n reads input frames n - before .. n + after: it may replace input
+                # frame n - before only now, so the last `before` output frames wait
                 pending.append(y)
-                if len(pending) > self.time_pad:
-                    out[:, :, n - self.time_pad] = pending.pop(0)[:, :, 0]
-            # made only now, once the previous chunk's frames are gone, and before the pending
-            # output frames replace this chunk's last frames
-            self._carry(state, carried, x, from_x)
+                if len(pending) > before:
+                    out[:, :, n - before] = pending.pop(0)[:, :, 0]
+            if tail is None:  # made only now, once the head is gone, and before the pending output
+                self._carry(state, carried, x, from_x)  # frames replace this chunk's last frames
             for j, y in enumerate(pending):
                 out[:, :, len(starts) - len(pending) + j] = y[:, :, 0]
             return out
+
+        @staticmethod
+        def _window(head: torch.Tensor | None, before: int, x: torch.Tensor, tail: torch.Tensor | None,
+                    start: int, size: int) -> torch.Tensor:
+            """Frames start .. start + size of head (`before` frames) + x + tail: a view where it lies in x."""
+            parts = [head[:, :, start:start + size]] if start < before else []
+            low, high = max(start - before, 0), min(start + size - before, x.shape[2])
+            if high > low:
+                parts.append(x[:, :, low:high])
+            if start + size > before + x.shape[2]:
+                parts.append(tail[:, :, :start + size - before - x.shape[2]])
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
         def _carry(self, state: State, carried: torch.Tensor | None, x: torch.Tensor, from_x: int) -> None:
             tail = x[:, :, x.shape[2] - from_x:]
@@ -135,10 +146,11 @@ def causal_conv3d(operations):
 
 
 def _group_norm(norm, x: torch.Tensor, per_frame: bool, inplace: bool = False) -> torch.Tensor:
-    """GroupNorm over the chunk, or per frame (then frame by frame, into `x` itself when `inplace`,
-    so no full-size copy of the chunk is made)."""
+    """GroupNorm over the chunk, or per frame (then frame by frame). `inplace`: the result is written
+    into `x` itself (per frame as it goes; over the chunk, copied back), so the caller's old chunk
+    does not stay alive beside the normalised one."""
     if not per_frame:
-        return norm(x)
+        return x.copy_(norm(x)) if inplace else norm(x)
     out = x if inplace else torch.empty_like(x)
     for t in range(x.shape[2]):
         out[:, :, t] = norm(x[:, :, t])
@@ -158,8 +170,8 @@ class MagvitResidualBlock3D(torch.nn.Module):
                          if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        # per-frame norms with a convolution shortcut: take the shortcut first, then normalise x in place
-        early = self.per_frame and self.shortcut is not None
+        # with a convolution shortcut: take the shortcut first, then normalise x in place
+        early = self.shortcut is not None
         shortcut = self.shortcut(x) if early else None
         h = _group_norm(self.norm1, x, self.per_frame, inplace=early)
         h = self.conv1(F.silu(h, inplace=True), state, consume=h is not x)
