@@ -3,7 +3,7 @@
     .venv/bin/python bench/slice_vae.py [--size 64] [--repeats 3] [--versions easyanimate-v5,cogvideox]
 
 For EasyAnimate V5/V5.1 (vs diffusers' AutoencoderKLMagvit, plain and tiled decode),
-CogVideoX (vs AutoencoderKLCogVideoX) and EasyAnimate V2/V3 (vs the official sliced decode,
+CogVideoX (vs AutoencoderKLCogVideoX) and EasyAnimate V2/V3/V4 (vs the official sliced decode,
 re-implemented in bench/slice_vae_official.py), with a mid-size random-weight config on CPU,
 at 1x, 2x and 4x clip length (4, 7 and 13 latent frames). Memory is the peak of tensor storage
 alive during the decode (bench/peak_memory.py) on the emulated compute device (see
@@ -87,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--versions", default="easyanimate-v5,cogvideox,easyanimate-v2,easyanimate-v3",
+    parser.add_argument("--versions", default="easyanimate-v5,cogvideox,easyanimate-v2,easyanimate-v3,easyanimate-v4",
                         help="comma separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -115,7 +115,8 @@ def main() -> int:
         ours.decode(torch.zeros(1, 16, 2, h, h))  # warm-up
         table(kind, methods, 16, h, args.repeats, "diffusers", "diffusers tiled")
     for kind, flag, official in (("easyanimate-v2", "slice_mag_vae", slice_vae_official.official_v2_decode),
-                                 ("easyanimate-v3", "slice_compression_vae", slice_vae_official.official_v3_decode)):
+                                 ("easyanimate-v3", "slice_compression_vae", slice_vae_official.official_v3_decode),
+                                 ("easyanimate-v4", "cache_compression_vae", slice_vae_official.official_v4_decode)):
         if kind not in versions:
             continue
         ref, attentions, state = slice_vae_official.build_reference((16, 32, 64, 64), 4, groups=16)
