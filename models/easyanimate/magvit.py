@@ -75,11 +75,15 @@ def causal_conv3d(operations):
     (`conv_in.weight`) and ComfyUI's casting ops apply."""
 
     class MagvitCausalConv3d(operations.Conv3d):
-        def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, device=None, dtype=None):
+        def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, device=None, dtype=None,
+                     upsample: bool = False):
+            """`upsample`: convolve the input upsampled 2x in space (nearest), as the upsamplers do; the
+            input and the causal state stay at the input's size, only each window is upsampled."""
             stride = stride if isinstance(stride, tuple) else (stride,) * 3
             super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=(0, padding, padding),
                              device=device, dtype=dtype)
             self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
+            self.upsample = upsample
 
         def forward(self, x: torch.Tensor, state: State, consume: bool = False) -> torch.Tensor:
             """`consume`: the caller no longer needs `x`, so a same-shape output may be written over
@@ -126,17 +130,24 @@ def causal_conv3d(operations):
                 out[:, :, len(starts) - len(pending) + j] = y[:, :, 0]
             return out
 
-        @staticmethod
-        def _window(head: torch.Tensor | None, before: int, x: torch.Tensor, tail: torch.Tensor | None,
+        def _window(self, head: torch.Tensor | None, before: int, x: torch.Tensor, tail: torch.Tensor | None,
                     start: int, size: int) -> torch.Tensor:
-            """Frames start .. start + size of head (`before` frames) + x + tail: a view where it lies in x."""
+            """Frames start .. start + size of head (`before` frames) + x + tail: a view where it lies in x
+            and nothing is upsampled."""
             parts = [head[:, :, start:start + size]] if start < before else []
             low, high = max(start - before, 0), min(start + size - before, x.shape[2])
             if high > low:
                 parts.append(x[:, :, low:high])
             if start + size > before + x.shape[2]:
                 parts.append(tail[:, :, :start + size - before - x.shape[2]])
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+            if not self.upsample:
+                return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+            # nearest 2x upsampling repeats each pixel in a 2x2 block: a broadcast copy per frame
+            window = x.new_empty((*x.shape[:2], size, 2 * x.shape[3], 2 * x.shape[4]))
+            frames = [frame for part in parts for frame in part.unbind(2)]
+            for n, frame in enumerate(frames):
+                window[:, :, n].unflatten(2, (-1, 2)).unflatten(4, (-1, 2)).copy_(frame[:, :, :, None, :, None])
+            return window
 
         def _carry(self, state: State, carried: torch.Tensor | None, x: torch.Tensor, from_x: int) -> None:
             tail = x[:, :, x.shape[2] - from_x:]
@@ -198,20 +209,13 @@ class MagvitUpsampler3D(torch.nn.Module):
         super().__init__()
         self.temporal, self.per_frame, self.state_key = temporal, per_frame, ""
         self.first_frame_apart = first_frame_apart
-        self.conv = causal_conv3d(operations)(channels, channels, device=device, dtype=dtype)
+        self.conv = causal_conv3d(operations)(channels, channels, device=device, dtype=dtype, upsample=True)
 
     def _double(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=(2, 1, 1), mode="nearest" if self.per_frame else "trilinear")
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
-        # the convolution's causal state is kept at the input's size: nearest upsampling repeats
-        # pixels, so upsampling the kept frames again gives them back exactly
-        key = self.conv.state_key
-        if isinstance(state.get(key), torch.Tensor):
-            state[key] = F.interpolate(state[key], scale_factor=(1, 2, 2), mode="nearest")
-        x = self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"), state, consume=True)
-        if isinstance(state.get(key), torch.Tensor):
-            state[key] = state[key][:, :, :, ::2, ::2].contiguous()
+        x = self.conv(x, state)
         if not self.temporal:
             return x
         if DOUBLE_ALL in state:  # V3/V4: the chunk's mode says
