@@ -5,7 +5,8 @@ of vaemodules/common.py CausalConv3d and upsamplers.py): written here independen
 streaming code, on top of diffusers' AutoencoderKLMagvit modules (same weights and key names) with
 their caches cleared where the official code starts afresh. Like the official code they keep every
 slice's output on the compute device and concatenate at the end. Used by
-tests/test_video_vae_easyanimate_slice.py (parity) and bench/slice_vae.py (time and memory).
+tests/test_video_vae_easyanimate_slice.py (parity) and bench/slice_vae.py (time and memory); `as_images`
+by every video VAE parity test.
 
 - V2 mag VAE (`slice_mag_vae`): independent slices of 3 latent / 9 image frames, padded causally by
   repeating the slice's first frame (mode 0); the temporal upsamplers keep the slice's first frame apart.
@@ -19,6 +20,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def as_images(video: torch.Tensor) -> torch.Tensor:
+    """A decoded [B,3,F,H,W] in -1..1 -> IMAGE [B*F,H,W,3] in 0..1, as the pipelines post-process."""
+    return (video / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).flatten(0, 1)
 
 
 def build_reference(block_out_channels=(8, 8, 16, 16), latent_channels=4, groups=4, seed=1):

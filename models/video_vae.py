@@ -131,8 +131,8 @@ class VideoVAE:
         self.model_patcher = host.model_patcher(net)
 
     version = property(lambda self: self.net.version)
-    latent_channels = property(lambda self: self.net.latent_channels)
-    scaling_factor = property(lambda self: self.net.scaling_factor)
+    latent_channels = property(lambda self: self.net.cfg.latent_channels)
+    scaling_factor = property(lambda self: self.net.cfg.scaling_factor)
     spatial_ratio = property(lambda self: self.net.spatial_ratio)
 
     def tile_plan(self, tile_size: int, tile_overlap: int, for_decode: bool) -> TilePlan | None:

@@ -9,16 +9,13 @@ import torch
 import harness
 
 harness.import_pack()
+sys.path.insert(0, str(harness.ROOT / "bench"))
+from slice_vae_official import as_images  # noqa: E402
 video_vae = sys.modules["motionkit.models.video_vae"]
 from motionkit.models.cogvideox import vae_keys as cog_keys  # noqa: E402
 
 ROOT = harness.ROOT
 TOL = 1e-5
-
-
-def _images(reference_output: torch.Tensor) -> torch.Tensor:
-    """diffusers' [B,3,F,H,W] in -1..1 -> IMAGE [B*F,H,W,3] in 0..1, as the pipelines post-process."""
-    return (reference_output / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).flatten(0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +46,7 @@ def test_cogvideox_decode_equals_diffusers(cogvideox, latent_frames):
     ref, ours = cogvideox
     z = torch.randn(1, 4, latent_frames, 5, 6, generator=torch.Generator().manual_seed(latent_frames))
     with torch.no_grad():
-        expected = _images(ref.decode(z).sample)
+        expected = as_images(ref.decode(z).sample)
     got = ours.decode(z * 0.7)
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= TOL
@@ -78,7 +75,7 @@ def _tiled_reference(ref, call):
 def test_cogvideox_tiled_decode_equals_diffusers_tiled_decode(cogvideox):
     ref, ours = cogvideox
     z = torch.randn(1, 4, 5, 10, 9, generator=torch.Generator().manual_seed(2))
-    expected = _images(_tiled_reference(ref, lambda: ref.decode(z).sample))
+    expected = as_images(_tiled_reference(ref, lambda: ref.decode(z).sample))
     # diffusers' CogVideoX tiles: 6x5 latents, stride int(6*5/6)=5 and int(5*4/5)=4, blend 48/6=8 and 40/5=8
     plan = video_vae.TilePlan(6, 5, 5, 4, 8, 8, 40, 32)
     got = ours.decode(z * 0.7, plan)

@@ -8,15 +8,13 @@ import torch
 import harness
 
 harness.import_pack()
+sys.path.insert(0, str(harness.ROOT / "bench"))
+from slice_vae_official import as_images  # noqa: E402
 video_vae = sys.modules["motionkit.models.video_vae"]
 from motionkit.models.easyanimate import keys as ea_keys  # noqa: E402
 
 ROOT = harness.ROOT
 TOL = 1e-5
-
-
-def _images(reference_output: torch.Tensor) -> torch.Tensor:
-    return (reference_output / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).flatten(0, 1)
 
 
 def _reference(spatial_group_norm: bool):
@@ -57,7 +55,7 @@ def test_v5_decode_equals_diffusers(request, fixture, latent_frames):
     ref, ours = request.getfixturevalue(fixture)
     z = torch.randn(1, 4, latent_frames, 6, 5, generator=torch.Generator().manual_seed(latent_frames))
     with torch.no_grad():
-        expected = _images(ref.decode(z).sample)
+        expected = as_images(ref.decode(z).sample)
     got = ours.decode(z * 0.7125)
     assert got.shape == expected.shape == ((latent_frames - 1) * 4 + 1, 48, 40, 3)
     assert (got - expected).abs().max().item() <= TOL
@@ -101,7 +99,7 @@ def test_v5_tiled_decode_equals_diffusers_tiled_decode(magvit):
                       tile_sample_stride_height=24, tile_sample_stride_width=24)
     try:
         with torch.no_grad():
-            expected = _images(ref.decode(z).sample)
+            expected = as_images(ref.decode(z).sample)
     finally:
         ref.disable_tiling()
     got = ours.decode(z * 0.7125, video_vae.TilePlan.for_decode(32, 8, 8))

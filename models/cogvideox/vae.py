@@ -259,14 +259,6 @@ class CogVideoXVAE(torch.nn.Module):
             if isinstance(module, CogVideoXCausalConv3d):
                 module.state_key = name
 
-    @property
-    def latent_channels(self) -> int:
-        return self.cfg.latent_channels
-
-    @property
-    def scaling_factor(self) -> float:
-        return self.cfg.scaling_factor
-
     # -- chunk plans (diffusers' frame batches: the first batch takes the remainder)
     @staticmethod
     def _plan(frames: int, size: int) -> list[tuple[int, int]]:

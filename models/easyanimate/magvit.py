@@ -384,14 +384,6 @@ class MagvitVAE(torch.nn.Module):
             if hasattr(module, "state_key"):
                 module.state_key = name
 
-    @property
-    def latent_channels(self) -> int:
-        return self.cfg.latent_channels
-
-    @property
-    def scaling_factor(self) -> float:
-        return self.cfg.scaling_factor
-
     @staticmethod
     def _plan(frames: int, size: int) -> list[tuple[int, int]]:
         return [(0, 1)] + [(i, min(i + size, frames)) for i in range(1, frames, size)]
