@@ -124,6 +124,14 @@ class ComfyServer:
                         files.append(folder / item.get("subfolder", "") / item["filename"])
         return files
 
+    @staticmethod
+    def video_frames(path: Path) -> list:
+        """Every frame of a saved video file, as RGB uint8 arrays [H,W,3] (PyAV)."""
+        import av
+
+        with av.open(str(path)) as container:
+            return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
     def stop(self) -> None:
         subprocess.run(["bash", str(self.host / "stop.sh"), str(self.work)], capture_output=True)
 

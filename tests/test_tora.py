@@ -365,13 +365,6 @@ def test_load_t5_reads_the_size_from_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------- the example workflow in the real ComfyUI
-def _frames(path):
-    import av
-
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
 @pytest.mark.host
 def test_example_workflow_drives_core_ksampler_with_tora(comfy_server, tmp_path):
     import json
@@ -385,7 +378,7 @@ def test_example_workflow_drives_core_ksampler_with_tora(comfy_server, tmp_path)
     types = {node["class_type"] for node in prompt.values()}
     assert {"MotionKitDrawTrajectories", "MotionKitApplyTora", "KSampler", "MotionKitMotionVAEEncode", "SaveVideo"} <= types
     (video,) = comfy_server.output_files(outputs)
-    guided = _frames(video)
+    guided = comfy_server.video_frames(video)
     assert len(guided) == 9 and guided[0].shape == (64, 96, 3)
     graph = json.loads(workflow.read_text())
     for node in graph["nodes"]:
@@ -396,6 +389,6 @@ def test_example_workflow_drives_core_ksampler_with_tora(comfy_server, tmp_path)
     unguided_workflow = tmp_path / "strength0.json"
     unguided_workflow.write_text(json.dumps(graph))
     (unguided_video,) = comfy_server.output_files(comfy_server.run_ui_workflow(unguided_workflow))
-    unguided = _frames(unguided_video)
+    unguided = comfy_server.video_frames(unguided_video)
     assert len(unguided) == 9
     assert np.abs(np.stack(guided).astype(int) - np.stack(unguided).astype(int)).mean() > 0.5

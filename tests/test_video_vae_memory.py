@@ -107,4 +107,6 @@ def test_v5_gpu_peak_at_full_size_meets_the_goals_and_is_flat():
     tiles = video_vae.TilePlan.for_decode(384, 64, 8)
     tiled = bench.trace(mode, lambda z: ours.decode(z * scale, tiles), 49, 768, False)
     diffusers = bench.trace(mode, lambda z: reference.decode(z).sample, 49, 768, True)
-    assert plain[0] <= 0.7 * diffusers and tiled <= 0.35 * diffusers, (plain, tiled, diffusers)
+    # the goals are 0.7 and 0.35; these bounds hold the measured 0.55 and 0.14 (one frame at a
+    # time through the up levels, tile states parked on the host)
+    assert plain[0] <= 0.6 * diffusers and tiled <= 0.2 * diffusers, (plain, tiled, diffusers)

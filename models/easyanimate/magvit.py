@@ -349,11 +349,12 @@ class MagvitDecoder(torch.nn.Module):
         return self._up(h, state, 0)
 
     def _up(self, h: torch.Tensor, state: State, first_level: int) -> torch.Tensor:
-        """The up levels from `first_level` on and the output convolution. When every operation is
-        causal and per frame (per-frame norms, nearest upsampling in time, no zero padding, no lone
-        first frame), a chunk of several frames goes on one frame at a time: the same frames, with
-        the full-resolution activations of one frame alive instead of the chunk's."""
-        split = self.per_frame and not self.first_frame_apart and not state.get(ZERO_PADDING)
+        """The up levels from `first_level` on and the output convolution. In the V5 stream every
+        operation is causal and per frame (per-frame norms, nearest upsampling in time), so a chunk of
+        several frames goes on one frame at a time: the same frames, with the full-resolution
+        activations of one frame alive instead of the chunk's."""
+        split = (self.per_frame and not self.first_frame_apart
+                 and ZERO_PADDING not in state and DOUBLE_ALL not in state)
         for n in range(first_level, len(self.up_blocks)):
             if split and h.shape[2] > 1:
                 return torch.cat([self._up(h[:, :, t:t + 1], state, n) for t in range(h.shape[2])], dim=2)
