@@ -6,10 +6,9 @@ storage from the moment it appears until the storage is freed (a weakref finaliz
 before the block (weights, inputs) are not counted; views and in-place results of
 counted storages are not counted twice. It also counts FakeTensors (torch's FakeTensorMode:
 shapes and dtypes without data or arithmetic), which is how bench/motion_vae_memory.py and
-bench/slice_vae_memory.py trace full-size VAEs on a CPU: fake tensors on the meta device stand for the GPU, fake CPU
-tensors for host memory, and `devices=("meta",)` counts the GPU side only. Used by
-tests/test_video_vae_memory.py, tests/test_tora.py, bench/slice_vae.py, bench/slice_vae_memory.py and
-bench/motion_vae_memory.py.
+bench/slice_vae_memory.py trace full-size VAEs on a CPU: fake tensors on the meta device stand
+for the GPU, fake CPU tensors for host memory, and `devices=("meta",)` counts the GPU side only.
+Used by tests/test_video_vae_memory.py, tests/test_tora.py and those benchmarks.
 """
 from __future__ import annotations
 
