@@ -31,15 +31,16 @@ def find_host() -> Path | None:
     return None
 
 
-def setup_comfy_in_process(work_dir: Path | None = None) -> bool:
-    """Make `comfy.*` importable in this process (before the pack is imported)."""
+def setup_comfy_in_process(work_dir: Path | None = None, cpu: bool = True) -> bool:
+    """Make `comfy.*` importable in this process (before the pack is imported); `cpu=False`: ComfyUI's
+    model management uses the GPU, as the server does."""
     host = find_host()
     if host is None:
         return False
     sys.path.insert(0, str(host))
     import comfy_host
 
-    comfy_host.setup(cpu=True, work_dir=str(work_dir) if work_dir else None)
+    comfy_host.setup(cpu=cpu, work_dir=str(work_dir) if work_dir else None)
     # Bind ComfyUI's top-level `nodes` now: pytest may later put the pack's root, which
     # has a `nodes/` folder of its own, first on sys.path.
     import nodes  # noqa: F401
