@@ -35,7 +35,7 @@ import harness  # noqa: E402
 import slice_vae_official  # noqa: E402
 from motion_vae_memory import COGVIDEOX_5B_VAE  # noqa: E402
 from peak_memory import peak_bytes  # noqa: E402
-from slice_vae_memory import EASYANIMATE_V51_VAE  # noqa: E402
+from slice_vae_memory import EASYANIMATE_V51_VAE, diffusers_decode  # noqa: E402
 
 MIB = 1024 * 1024
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -151,23 +151,22 @@ def main() -> int:
     versions = args.versions.split(",")
     for kind in (v for v in ("easyanimate-v5", "cogvideox") if v in versions):
         ref, ours = build_diffusers(kind, configs[kind], device, dtype)
-        ref_tiled = build_diffusers(kind, configs[kind], device, dtype)[0]
         if kind == "easyanimate-v5":
-            ref_tiled.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
+            ref.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
                                     tile_sample_stride_height=tile - overlap, tile_sample_stride_width=tile - overlap)
         else:
-            ref_tiled.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
+            ref.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
                                     tile_overlap_factor_height=overlap / tile, tile_overlap_factor_width=overlap / tile)
         sf, channels = ours.scaling_factor, ours.latent_channels
         methods = {
             "ours": (lambda z, ours=ours, sf=sf: ours.decode(z * sf), True),
             "ours tiled": (lambda z, ours=ours, sf=sf: ours.decode(z * sf, plan), True),
-            "diffusers": (lambda z, ref=ref: ref.decode(z.to(device)).sample, False),
-            "diffusers tiled": (lambda z, ref=ref_tiled: ref.decode(z.to(device)).sample, False),
+            "diffusers": (diffusers_decode(ref, False, device), False),
+            "diffusers tiled": (diffusers_decode(ref, True, device), False),
         }
         ours.decode(torch.zeros(1, channels, 2, h, h, dtype=dtype))  # warm-up; on a GPU, ComfyUI loads it here
         table(kind, methods, channels, h, args, "diffusers", "diffusers tiled")
-        del ref, ref_tiled, ours, methods
+        del ref, ours, methods
     slice_config = configs["slice"]
     for kind, flag, official in (("easyanimate-v2", "slice_mag_vae", slice_vae_official.official_v2_decode),
                                  ("easyanimate-v3", "slice_compression_vae", slice_vae_official.official_v3_decode),

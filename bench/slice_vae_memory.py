@@ -42,6 +42,15 @@ EASYANIMATE_V51_VAE = dict(
 """EasyAnimateV5.1 vae/config.json (V5: the same architecture)."""
 
 
+def diffusers_decode(reference, tiled: bool, device):
+    """`reference.decode(z).sample` on the device with its tiling (set up once by enable_tiling with the
+    tile sizes) switched on or off for the call: one model serves the plain and the tiled runs."""
+    def decode(z):
+        reference.enable_tiling() if tiled else reference.disable_tiling()
+        return reference.decode(z.to(device)).sample
+    return decode
+
+
 def trace(mode: FakeTensorMode, decode, frames: int, size: int, on_gpu: bool) -> int:
     """GPU peak bytes of `decode(latent)` for a latent of `frames` video frames at size x size."""
     with mode, torch.no_grad():
@@ -66,16 +75,15 @@ def main(argv=None) -> None:
     reference, ours, weights = build_fake_vaes(mode, EASYANIMATE_V51_VAE, diffusers_class="AutoencoderKLMagvit")
     video_vae = sys.modules["motionkit.models.video_vae"]
     plan = video_vae.TilePlan.for_decode(args.tile_size, args.tile_overlap, ours.spatial_ratio)
-    tiled_reference = build_fake_vaes(mode, EASYANIMATE_V51_VAE, diffusers_class="AutoencoderKLMagvit")[0]
     stride = args.tile_size - args.tile_overlap
-    tiled_reference.enable_tiling(tile_sample_min_height=args.tile_size, tile_sample_min_width=args.tile_size,
+    reference.enable_tiling(tile_sample_min_height=args.tile_size, tile_sample_min_width=args.tile_size,
                                   tile_sample_stride_height=stride, tile_sample_stride_width=stride)
     scale = ours.scaling_factor
     runs = {
         "ours": (lambda z: ours.decode(z * scale), False),
         "ours tiled": (lambda z: ours.decode(z * scale, plan), False),
-        "diffusers": (lambda z: reference.decode(z).sample, True),
-        "diffusers tiled": (lambda z: tiled_reference.decode(z).sample, True),
+        "diffusers": (diffusers_decode(reference, False, GPU), True),
+        "diffusers tiled": (diffusers_decode(reference, True, GPU), True),
     }
     print(f"EasyAnimate V5.1 VAE, bf16 weights {weights / GIB:.2f} GiB, {args.size}x{args.size} frames, tiles "
           f"{args.tile_size}px overlapping {args.tile_overlap}px; GPU peak of tensors alive at once (GiB), weights "
