@@ -20,6 +20,7 @@ from torch import nn
 from .. import host
 from ..cogvideox.transformer import timestep_embedding
 from .v3_motion_module import GLOBAL, TEMPORAL, EasyAnimateV3MotionModule, attention
+from .v3_schedule import clip_image_active
 
 MOTION_MODES_EVEN = (TEMPORAL, TEMPORAL)
 MOTION_MODES_ODD = (TEMPORAL, GLOBAL)
@@ -200,7 +201,14 @@ class EasyAnimateV3Transformer(nn.Module):
                     x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
         return self._forward(x, timesteps, context, clip_image_embeds, transformer_options)
 
-    def _forward(self, x, timesteps, context, clip_image_embeds=None, transformer_options=None, **_kwargs):
+    def _forward(self, x, timesteps, context, clip_image_embeds=None, transformer_options=None,
+                 clip_apply_ratio: float = 1.0, **_kwargs):
+        """In a sampler run (transformer_options holding "sigmas" and "sample_sigmas") the image tokens
+        join only for the last `clip_apply_ratio` of the steps, as the InP pipeline does."""
+        options = transformer_options or {}
+        if clip_image_embeds is not None and "sigmas" in options:
+            if not clip_image_active(options.get("sample_sigmas"), float(options["sigmas"].max()), clip_apply_ratio):
+                clip_image_embeds = None
         return self.predict(x, timesteps, context, clip_image_embeds)[:, :self.latent_channels]
 
     def predict(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
