@@ -1,8 +1,8 @@
 """EasyAnimate V3 as a native ComfyUI model: model class, sampling, latent format, loading.
 
 Imported only inside ComfyUI (host.IN_COMFYUI). `EasyAnimateV3Model` is a
-`comfy.model_base.BaseModel` with epsilon prediction on the V3 schedule (betas linear 1e-4..0.02,
-ComfyUI's "sqrt_linear"), so core KSampler / SamplerCustom drive it; its inputs are checked
+`comfy.model_base.BaseModel` with epsilon prediction on the V3 schedule (betas linear 1e-4..0.02),
+so core KSampler / SamplerCustom drive it; its inputs are checked
 when the sampler prepares the conditioning, before the first step.
 """
 from __future__ import annotations
@@ -33,11 +33,21 @@ class EasyAnimateV3LatentFormat(comfy.latent_formats.LatentFormat):
     scale_factor = 1.0
 
 
+class EasyAnimateV3ModelSampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+    """Discrete epsilon prediction on the V3 schedule, sigmas as the official scheduler computes them."""
+
+    def __init__(self, model_config=None):
+        torch.nn.Module.__init__(self)
+        self.num_timesteps = v3_schedule.TRAIN_STEPS
+        self.linear_start, self.linear_end, self.zsnr = v3_schedule.BETA_START, v3_schedule.BETA_END, False
+        self.set_sigmas(v3_schedule.model_sigmas())
+        self.sigma_data = 1.0
+
+
 class EasyAnimateV3ModelConfig(comfy.supported_models_base.BASE):
     unet_config = {"image_model": "easyanimate_v3"}
     unet_extra_config = {}
-    sampling_settings = {"beta_schedule": "sqrt_linear", "linear_start": v3_schedule.BETA_START,
-                         "linear_end": v3_schedule.BETA_END, "timesteps": v3_schedule.TRAIN_STEPS}
+    sampling_settings = {}
     latent_format = EasyAnimateV3LatentFormat
     supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
     memory_usage_factor = 1.5
@@ -69,6 +79,7 @@ class EasyAnimateV3Model(comfy.model_base.BaseModel):
     def __init__(self, model_config, device=None):
         super().__init__(model_config, comfy.model_base.ModelType.EPS, device=device,
                          unet_model=EasyAnimateV3Transformer)
+        self.model_sampling = EasyAnimateV3ModelSampling(model_config)
 
     def extra_conds(self, **kwargs):
         out = {}

@@ -11,10 +11,12 @@ import torch
 BETA_START, BETA_END, TRAIN_STEPS = 0.0001, 0.02, 1000
 
 
-def alphas_cumprod(steps: int = TRAIN_STEPS) -> torch.Tensor:
-    """alpha-bar of the V3 schedule (diffusers beta_schedule "linear": betas evenly spaced)."""
-    betas = torch.linspace(BETA_START, BETA_END, steps, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
+def model_sigmas(steps: int = TRAIN_STEPS) -> torch.Tensor:
+    """sqrt((1 - alpha-bar) / alpha-bar) of the V3 schedule (diffusers beta_schedule "linear": betas evenly
+    spaced), in float32 as the official scheduler computes them (float64 differs by up to 1e-4 at low noise)."""
+    betas = torch.linspace(BETA_START, BETA_END, steps, dtype=torch.float32)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    return ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
 
 
 def linspace_timesteps(steps: int, train_steps: int = TRAIN_STEPS) -> list[int]:

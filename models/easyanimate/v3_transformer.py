@@ -199,7 +199,7 @@ class EasyAnimateV3Transformer(nn.Module):
             if wrappers:
                 return extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
                     x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
-        return self._forward(x, timesteps, context, clip_image_embeds, transformer_options)
+        return self._forward(x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context, clip_image_embeds=None, transformer_options=None,
                  clip_apply_ratio: float = 1.0, **_kwargs):
