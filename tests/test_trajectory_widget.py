@@ -4,13 +4,12 @@ the server received exactly the drawn tracks."""
 import argparse
 import base64
 import json
-import sys
 import time
 import urllib.request
 
 import pytest
 
-import harness
+from scripts import harness
 
 WIDTH, HEIGHT, FRAMES = 360, 240, 9
 
@@ -79,8 +78,7 @@ JS_RECTS = """(() => {
 
 
 def _session(port):
-    sys.path.insert(0, str(harness.find_host()))
-    import ui_workflow
+    ui_workflow = harness.host_module("ui_workflow")
 
     args = argparse.Namespace(cmd="run", host="127.0.0.1", port=port, chromium=None, width=1400, height=900,
                               load_timeout=120, no_settings=False, setting=None, node_ids=False, verbose=False,
