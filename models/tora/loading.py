@@ -41,3 +41,18 @@ def build(sd: dict[str, torch.Tensor], source: str, device=None, dtype=None, ope
     model = ToraModel(**config, device=device, dtype=dtype, operations=operations or torch.nn)
     model.load_state_dict(sd, strict=True)
     return model.eval().requires_grad_(False)
+
+
+def load_tora(paths: list[str]):
+    """A model patcher (ComfyUI's ModelPatcher inside ComfyUI) holding the ToraModel read from `paths` (one file, or
+    the two split files)."""
+    return build_tora(load_state_dicts(paths), " + ".join(f"'{os.path.basename(p)}'" for p in paths))
+
+
+def build_tora(sd: dict, source: str = "the Tora weights"):
+    """A model patcher holding a ToraModel with the (target-layout) tensors `sd`."""
+    parameters = sum(v.numel() for v in sd.values())
+    device = host.torch_device()
+    dtype = torch.float32 if device.type == "cpu" else host.unet_dtype(parameters)
+    model = build(sd, source, device=host.offload_device(), dtype=dtype, operations=host.operations())
+    return host.model_patcher(model)

@@ -1,6 +1,6 @@
 """CogVideoX as a native ComfyUI model: model class, sampling, latent format, loading.
 
-Imported only inside ComfyUI (host.IN_COMFYUI). The pinned ComfyUI has no CogVideoX, so
+Imported only inside ComfyUI. The pinned ComfyUI has no CogVideoX, so
 this module provides one the core samplers drive: `CogVideoXModel` is a
 `comfy.model_base.BaseModel` with v-prediction on CogVideoX's zero-terminal-SNR
 scaled-linear schedule, wrapped in a ModelPatcher like any core model.
@@ -10,13 +10,21 @@ from __future__ import annotations
 import logging
 import os
 
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.sd
+import comfy.supported_models_base
+import comfy.text_encoders.sd3_clip
+import comfy.utils
 import torch
 
 from .. import host
-from . import keys
-from .transformer import CogVideoXTransformer
-
-comfy = host.comfy
+from ..cogvideox import keys
+from ..cogvideox.transformer import CogVideoXTransformer
 
 log = logging.getLogger("MotionKit")
 
@@ -205,7 +213,7 @@ def load_t5(path: str):
 # ---------------------------------------------------------------- dynamic CFG
 def with_dynamic_cfg(model):
     """A clone whose CFG scale follows CogVideoX pipelines' `use_dynamic_cfg` (schedule.dynamic_cfg_scale)."""
-    from .schedule import dynamic_cfg_scale
+    from ..cogvideox.schedule import dynamic_cfg_scale
 
     def cfg_function(args):
         sampling = args["model"].model_sampling
