@@ -350,11 +350,10 @@ def test_truncated_and_unknown_files(tmp_path):
     safetensors.torch.save_file(tiny_motion_model().state_dict(), str(path))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(keys.MotionFileError) as error:
+    with pytest.raises(ValueError) as error:
         loader.load_motion_module(str(path))
-    message = str(error.value)
-    assert message.startswith("'mm_cut.safetensors' could not be read as a motion module file (")
-    assert message.endswith("it is probably truncated or not a model file: download it again")
+    assert type(error.value).__name__ == "ModelFileError"
+    assert all(fact in str(error.value) for fact in ("'mm_cut.safetensors'", "motion module", "download it again"))
     other = tmp_path / "vae.safetensors"
     safetensors.torch.save_file({"encoder.conv_in.weight": torch.zeros(1)}, str(other))
     with pytest.raises(keys.MotionFileError) as error:

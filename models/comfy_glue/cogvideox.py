@@ -22,7 +22,7 @@ import comfy.text_encoders.sd3_clip
 import comfy.utils
 import torch
 
-from .. import host
+from .. import host, model_file
 from ..cogvideox import keys
 from ..cogvideox.transformer import CogVideoXTransformer
 
@@ -138,7 +138,7 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the CogVideoX transformer of `path` (diffusers keys, one file or shards)."""
     state_dict = {}
     for shard in keys.shard_paths(path):
-        state_dict.update(host.load_state_dict(shard))
+        state_dict.update(model_file.read_state_dict(shard, "CogVideoX transformer"))
     return build_cogvideox(state_dict, f"'{os.path.basename(path)}'", keys.read_folder_config(path),
                            lambda config: keys.snr_shift_scale(path, config), weight_dtype)
 
@@ -195,7 +195,7 @@ def t5_config_from_state_dict(sd: dict, source: str = "the file") -> dict:
 def load_t5(path: str):
     """A CLIP (T5 only, SD3-type tokenizer) for a T5 v1.1 encoder file of any size, through ComfyUI's CLIP class."""
     source = f"'{os.path.basename(path)}'"
-    sd = host.load_state_dict(path)
+    sd = model_file.read_state_dict(path, "T5 text encoder")
     config = t5_config_from_state_dict(sd, source)
     sd3 = comfy.text_encoders.sd3_clip
     target = comfy.supported_models_base.ClipTarget(sd3.SD3Tokenizer, sd3.sd3_clip(

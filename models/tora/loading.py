@@ -2,33 +2,20 @@
 from __future__ import annotations
 
 import os
-import pickle
 
 import torch
 
-from .. import host
+from .. import host, model_file
 from . import keys
 from .fuser import ToraModel
-
-
-def read_file(path: str) -> dict:
-    """Tensors of a safetensors file, or of a pickle loaded with weights_only=True (refused otherwise)."""
-    try:
-        return host.load_state_dict(path)
-    except (pickle.UnpicklingError, RuntimeError) as error:
-        if os.path.splitext(path)[1].lower() in (".safetensors", ".sft") or "eights only" not in str(error):
-            raise
-        raise keys.ToraFormatError(
-            f"'{os.path.basename(path)}' is a pickle that holds more than tensors (torch.load(weights_only=True) "
-            f"refused it: {str(error).splitlines()[0]}). MotionKit never runs code from model files. If you trust "
-            f"the file, convert it once with: {keys.CONVERT_COMMAND}") from None
 
 
 def load_state_dicts(paths: list[str]) -> dict[str, torch.Tensor]:
     """Merge the Tora tensors of every file (each detected on its own) into the target layout."""
     merged = {}
     for path in paths:
-        _layout, sd = keys.convert(read_file(path), f"'{os.path.basename(path)}'")
+        state = model_file.read_state_dict(path, "Tora", keys.CONVERT_COMMAND)
+        _layout, sd = keys.convert(state, f"'{os.path.basename(path)}'")
         merged.update(sd)
     return merged
 
