@@ -21,12 +21,20 @@ from typing import Callable
 import torch
 
 from . import host, model_file
+from .errors import MotionKitError
 from .cogvideox import vae as cogvideox_vae
 from .cogvideox import vae_keys as cogvideox_keys
 from .easyanimate import keys as easyanimate_keys
 from .easyanimate import magvit
 
 log = logging.getLogger("MotionKit")
+
+LATENT_FAMILY_KEY = "motionkit_vae_family"
+"""Key of a LATENT dict naming the video VAE version that encoded it (core samplers copy it through)."""
+
+
+class VideoVAEError(MotionKitError):
+    pass
 
 
 # ---------------------------------------------------------------- spatial tiles
@@ -162,6 +170,13 @@ class VideoVAE:
             raise ValueError(f"the latent has {latent.shape[1]} channels but the video VAE '{self.name}' "
                              f"({self.version}) expects {self.latent_channels}: decode it with the VAE of the "
                              f"model that made it")
+
+    def check_made_by(self, family: str | None) -> None:
+        """Refuse a latent another video VAE made (its LATENT's LATENT_FAMILY_KEY); an untagged latent passes."""
+        if family and family != self.version:
+            raise VideoVAEError(f"the latent was encoded by the {family} VAE, but the video VAE here is '{self.name}' "
+                                f"({self.version}): their latent spaces differ (even with the same channel count), "
+                                f"so it would decode to noise. Load the {family} VAE to decode it")
 
     def _prepare(self, work_bytes: int) -> torch.device:
         host.load_models([self.model_patcher], memory_required=work_bytes)

@@ -169,6 +169,19 @@ def test_cond_and_uncond_videos_are_kept_apart(unload):
     assert (both - torch.cat([first, second])).abs().max().item() <= 1e-5
 
 
+def test_a_video_latent_says_what_the_motion_model_expects(unload):
+    from motionkit.models.comfy_glue import animatediff as injection
+
+    reference = ref.diffusers_motion_unet(4, False, 24)
+    image, motion_state = ref.split_state(reference)
+    motion = loader.build_motion_module(to_layout(motion_state, "AnimateDiff"), "tiny_v1", dtype=torch.float32)
+    patched = injection.apply_motion_module(ref.comfy_model_patcher(4, image), motion)
+    x, ctx = parity_inputs(videos=1)
+    with pytest.raises(injection.MotionModuleError) as error:
+        comfy_forward(patched, x, torch.full((1,), 300.0), ctx, [0])
+    assert all(fact in str(error.value) for fact in ("5D", "[1, 4, 8, 16, 16]", "Empty Latent Image", "batch_size"))
+
+
 def test_motion_scale_zero_is_the_image_model_and_scale_changes_output(unload):
     from motionkit.models.comfy_glue import animatediff as injection
 

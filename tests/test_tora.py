@@ -255,10 +255,16 @@ def test_motion_latents_that_do_not_fit_are_refused_before_sampling(tiny_models)
     positive, negative = [[torch.randn(1, 226, 64), {}]], [[torch.randn(1, 226, 64), {}]]
     with pytest.raises(ToraMotionLatentsError) as error:
         nodes.common_ksampler(patched, 1, 2, 5.0, "euler", "simple", positive, negative, latent)
-    assert str(error.value) == (
-        "the motion latents (2 latent frames of 96x64 pixels, batch 1, 16 channels, shape (1, 16, 2, 8, 12)) do not "
-        "fit the sampled latent (shape (1, 16, 3, 8, 12), 3 latent frames of 96x64 pixels): encode the trajectory "
-        "flow with the frame count and size of the video you sample (9 frames)")
+    message = str(error.value)
+    assert all(fact in message for fact in ("frames and size", "(1, 16, 2, 8, 12)", "(1, 16, 3, 8, 12)", "9 frames"))
+    assert "batch:" not in message
+    # a batch of 3 videos cannot share 2 motion latents: the message says "batch", not frames and size
+    patched = apply_tora(cog, tora, torch.randn(2, 16, 3, 8, 12), 1.0)
+    latent = EmptyHunyuanLatentVideo().generate(96, 64, 9, 3)[0]
+    positive, negative = [[torch.randn(3, 226, 64), {}]], [[torch.randn(3, 226, 64), {}]]
+    with pytest.raises(ToraMotionLatentsError) as error:
+        nodes.common_ksampler(patched, 1, 2, 5.0, "euler", "simple", positive, negative, latent)
+    assert "batch: 2 motion latents for a batch of 3" in str(error.value) and "frames and size" not in str(error.value)
 
 
 @pytest.mark.host

@@ -229,3 +229,20 @@ def test_example_workflow_decodes_nine_frames(comfy_server):
     frames = comfy_server.video_frames(video)
     # 9 frames -> one encoder chunk -> 3 latent frames -> one decoder chunk of 3 -> 9 frames
     assert len(frames) == 9 and frames[0].shape == (48, 64, 3)
+
+
+def test_latents_carry_their_vae_and_a_known_mismatch_is_refused(tmp_path):
+    from scripts.tiny_checkpoints import video_vae as tiny_vae
+
+    nodes = sys.modules["motionkit.nodes.video_vae"]
+    cogvideox_file, v5_file = tiny_vae.write(tmp_path)[:2]  # both 16-channel
+    cog, v5 = video_vae.load_video_vae(str(cogvideox_file)), video_vae.load_video_vae(str(v5_file))
+    frames = torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    (latent,) = nodes.MotionKitVideoVAEEncode().encode(v5, frames, 0, 64)
+    assert latent[video_vae.LATENT_FAMILY_KEY] == "easyanimate-v5"
+    with pytest.raises(video_vae.VideoVAEError) as error:
+        nodes.MotionKitSliceVAEDecode().decode(cog, latent, 0, 64)
+    assert all(fact in str(error.value) for fact in ("easyanimate-v5", "cogvideox", cog.name, "Load the easyanimate-v5"))
+    assert nodes.MotionKitSliceVAEDecode().decode(v5, latent, 0, 64)[0].shape == (5, 32, 32, 3)
+    untagged = {"samples": latent["samples"]}  # e.g. from another pack's node: both have 16 channels, accepted
+    assert nodes.MotionKitSliceVAEDecode().decode(cog, untagged, 0, 64)[0].shape[1:] == (32, 32, 3)
