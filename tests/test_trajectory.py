@@ -31,7 +31,7 @@ def _set(*tracks, width=240, height=160, frames=None):
 def test_motionkit_json_round_trip():
     original = Trajectories(720, 480, [Track([(1, 2), (3.5, 4)], "car", [0, 7]), Track([(5, 6), (7, 8)], "bird")])
     text = original.to_json()
-    assert json.loads(text) == {"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 720, "height": 480},
+    assert json.loads(text) == {"format": "motionkit.trajectories", "version": 2, "canvas": {"width": 720, "height": 480},
                                 "tracks": [{"name": "car", "points": [[1, 2], [3.5, 4]], "frames": [0, 7]},
                                            {"name": "bird", "points": [[5, 6], [7, 8]]}]}
     assert formats.parse_trajectories(text) == original
@@ -194,7 +194,7 @@ BAD_INPUT = [
     ("1x1 canvas", lambda: formats.parse_trajectories("[[0, 0], [0, 0]]", "point_list", 1, 1), "the canvas is 1x1 pixels; it must be at least 2x2"),
     ("1x1 video", lambda: flow.trajectories_to_flow_video(resample.resample(_set([(1, 1), (5, 5)]), 3), 1, 1), "the video is 1x1; it must be at least 2x2"),
     ("malformed MotionKit JSON", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 1,\n "tracks": [}'),
-     "expected MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 1, ...}); the text breaks at line 2, column 13"),
+     "expected MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 2, ...}); the text breaks at line 2, column 13"),
     ("malformed KJNodes string", lambda: formats.parse_trajectories("[{'x': 1, 'y': 2}, {'x': 3 'y': 4}]"),
      "expected KJNodes Spline Editor coordinates ([{'x': .., 'y': ..}, ...] or a list of those lists); the text breaks at line 1, column 28"),
     ("malformed ATI tracks", lambda: formats.parse_trajectories('[[{"x": 1, "y": 2}, {"x": 3}]]', "wan_ati_tracks"),
@@ -202,7 +202,7 @@ BAD_INPUT = [
     ("malformed point lines", lambda: formats.parse_trajectories("1,2\n3;4;5\n"), "the text breaks at line 2: '3;4;5' is not 'x,y'"),
     ("empty text", lambda: formats.parse_trajectories("  "), "the text is empty"),
     ("unsupported JSON version", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 7}'),
-     "trajectory JSON version 7 is not supported; this MotionKit reads version 1"),
+     "trajectory JSON version 7 is not supported; this MotionKit reads versions 1 and 2"),
     ("outside the canvas, clamp mode", None, None),
     ("more tracks than colours", None, None),
 ]
