@@ -6,8 +6,8 @@
 // clicking a point selects it and its track.
 // Toolbar: New track, Delete track, Clear, Undo, Image (upload a reference image).
 // Track bar (the selected track): polyline/spline and tension, start and end frame, easing; the selected
-// point's frame; Untime (drop per-point frames). Timeline: Play and a frame slider; the canvas shows every
-// object's position at the current frame.
+// point's frame. Timeline: Play, Untime (drop the track's per-point frames) and a frame slider; the canvas
+// shows every object's position at the current frame.
 //
 // Timing is kept on every edit: points moved keep their frame, inserted points get a free frame between
 // their neighbours, deleted points take their frame with them, and `lost_at` stays (it is dropped only when
@@ -104,7 +104,7 @@ class TrajectoryEditor {
     root.style.cssText = "display:flex;flex-direction:column;gap:2px;width:100%;height:100%;box-sizing:border-box;";
     const row = (height) => {
       const bar = document.createElement("div");
-      bar.style.cssText = `display:flex;gap:4px;height:${height - 4}px;align-items:center;font-size:11px;color:#ccc;`;
+      bar.style.cssText = `display:flex;gap:4px;height:${height - 4}px;align-items:center;font-size:11px;color:#ccc;overflow:hidden;`;
       return bar;
     };
     const button = (bar, label, title, action) => {
@@ -120,10 +120,10 @@ class TrajectoryEditor {
     const field = (bar, label, title, element) => {
       const wrap = document.createElement("label");
       wrap.title = title;
-      wrap.style.cssText = "display:flex;gap:2px;align-items:center;";
-      wrap.append(label, element);
+      wrap.style.cssText = "display:flex;gap:2px;align-items:center;white-space:nowrap;";
+      wrap.append(label.split(" ").pop(), element);
       element.dataset.field = label;
-      element.style.cssText = "font-size:11px;max-width:70px;";
+      element.style.cssText = `font-size:11px;max-width:${element.type === "number" ? 40 : 78}px;`;
       element.addEventListener("pointerdown", (e) => e.stopPropagation());
       element.addEventListener("keydown", (e) => e.stopPropagation());
       bar.appendChild(wrap);
@@ -133,8 +133,8 @@ class TrajectoryEditor {
       const input = document.createElement("input");
       input.type = "number";
       input.step = step;
-      input.style.width = "46px";
       input.addEventListener("change", () => onChange(input.value));
+      input.addEventListener("keydown", (e) => { if (e.key === "Enter") input.blur(); }); // blur commits (change)
       return field(bar, label, title, input);
     };
     const choice = (bar, label, title, options, onChange) => {
@@ -175,14 +175,14 @@ class TrajectoryEditor {
       pointFrame: number(trackBar, "point frame", "The selected point's frame: the object is at this point at this "
                          + "frame (times every point of the track)", "1", (v) => this.setPointFrame(v)),
     };
-    button(trackBar, "Untime", "Drop the selected track's per-point frames: it moves at constant speed from its "
-           + "first to its last timed frame", () => this.untime());
 
     this.canvas = document.createElement("canvas");
     this.canvas.style.cssText = "width:100%;display:block;cursor:crosshair;background:#282828;";
 
     const timeline = row(TIMELINE_HEIGHT);
     this.playButton = button(timeline, "Play", "Play the frames (every object at its position)", () => this.togglePlay());
+    button(timeline, "Untime", "Drop the selected track's per-point frames: it moves at constant speed from its "
+           + "first to its last timed frame", () => this.untime());
     this.slider = document.createElement("input");
     this.slider.type = "range";
     this.slider.min = "0";
