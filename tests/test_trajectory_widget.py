@@ -471,6 +471,13 @@ def test_editing_keeps_frames_and_lost_at(ui):
     received = json.loads(entry["prompt"][2][str(node_id)]["inputs"]["trajectory_data"])
     assert [t["frames"] for t in received["tracks"]] == [[0, 1, 2, 4, 5, 6], [0, 2, 4, 7]]
 
+    # Untime: the keyed track drops its frames and moves at constant speed over the span they covered
+    ui.rects = ui.js(JS_RECTS % node_id)
+    ui.click(*ui.screen(320, 190))
+    ui.press("Untime")
+    b = ui.state()["tracks"][1]
+    assert "frames" not in b and (b["start_frame"], b["end_frame"]) == (0, 7)
+
 
 @pytest.mark.host
 def test_bad_sizes_and_frame_counts_are_named(ui):
