@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ..models import host
+from .types import TRAJECTORY
 from ..models.trajectory import data as traj_data
 from ..models.trajectory import flow as traj_flow
 from ..models.trajectory import formats, preview, resample
 
-CATEGORY = "MotionKit/trajectory"
+CATEGORY = "MotionKit/Trajectory"
 _SIZE = {"min": 2, "max": 8192, "step": 1}
 
 
@@ -42,7 +43,7 @@ class MotionKitDrawTrajectories:
             },
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "draw"
     CATEGORY = CATEGORY
@@ -79,7 +80,7 @@ class MotionKitLoadTrajectories:
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY", "STRING")
+    RETURN_TYPES = (TRAJECTORY, "STRING")
     RETURN_NAMES = ("trajectories", "json")
     FUNCTION = "load"
     CATEGORY = CATEGORY
@@ -98,7 +99,7 @@ class MotionKitResampleTrajectories:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks to resample."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks to resample."}),
                 "num_frames": _frames_input(0, "Frames of the video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
                 "mode": (list(resample.MODES), {"default": "arc_length", "tooltip": "How points are chosen per frame."}),
                 "out_of_frame": (list(resample.OUT_OF_FRAME), {"default": "clamp", "tooltip": "Points outside the canvas: "
@@ -106,7 +107,7 @@ class MotionKitResampleTrajectories:
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "resample"
     CATEGORY = CATEGORY
@@ -125,7 +126,7 @@ class MotionKitTrajectoriesToFlow:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
                 "width": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video width in pixels; 0: the trajectories' canvas width.")),
                 "height": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video height in pixels; 0: the trajectories' canvas height.")),
                 "num_frames": _frames_input(0, "Frames of the flow video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
@@ -159,7 +160,7 @@ class MotionKitPreviewTrajectories:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks to draw."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks to draw."}),
                 "line_width": ("INT", {"default": 3, "min": 1, "max": 32, "tooltip": "Line width in pixels."}),
             },
             "optional": {

@@ -33,6 +33,8 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 
+from ..errors import MotionKitError
+
 FORMAT_NAME = "motionkit.trajectories"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -42,7 +44,7 @@ MAX_COORDINATE = 16384.0
 """Coordinates beyond this (in canvas pixels) are rejected as huge."""
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(MotionKitError):
     """Bad trajectory input; the message names the input, what was expected and how to fix it."""
 
 
