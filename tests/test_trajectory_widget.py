@@ -114,6 +114,7 @@ class UI:
         self.ui_workflow, self.session, self.browser, self.server = ui_workflow, session, session.browser, server
 
     def build(self, width=WIDTH, height=HEIGHT, frames=FRAMES, state=None, flow=False):
+        self.js(self.ui_workflow.JS_CLOSE_DIALOGS)  # e.g. the error dialog of a refused prompt
         self.node = self.browser.evaluate(JS_BUILD % json.dumps([width, height, frames, state, flow]))
         self.rects = self.browser.evaluate(JS_RECTS % self.node)
         self.canvas = self.rects["canvas"]
@@ -489,6 +490,32 @@ def test_bad_sizes_and_frame_counts_are_named(ui):
                   w.value = {value}; w.callback({value}); }})()""")
     info = ui.info()
     assert "width is 0" in info and "num_frames is 1" in info and "at least 2" in info
+    kept = ui.state()  # the drawing stays on its last good canvas
+    assert kept["canvas"] == {"width": WIDTH, "height": HEIGHT} and kept["tracks"][0]["points"] == [[10, 10], [100, 100]]
     refused = ui.queue_rejected()
     errors = json.dumps(refused["errors"])
     assert not refused["queued"] and "width" in errors and "num_frames" in errors
+
+
+@pytest.mark.host
+def test_preview_positions_equal_resample_for_every_kind_of_track(ui):
+    """Every interpolation x easing x timing combination, at the drawing's frame count and at 49 frames."""
+    tracks = []
+    for interpolation, tension in (("polyline", 0), ("spline", 0), ("spline", 0.35), ("spline", 1)):
+        for easing in ("linear", "ease-in", "ease-out", "ease-in-out"):
+            n = len(tracks)
+            points = [[10 + 7 * n, 20 + 3 * n], [150 - 2 * n, 200 - n], [200 + n, 30 + 2 * n], [340 - n, 220 - 4 * n]]
+            track = {"name": f"t{n}", "points": points, **({} if easing == "linear" else {"easing": easing})}
+            if interpolation == "spline":
+                track.update(interpolation=interpolation, tension=tension)
+            if n % 3 == 1:
+                track.update(start_frame=n % 5, end_frame=n % 5 + 3)
+            elif n % 3 == 2:
+                track.update(frames=[n % 4, n % 4 + 2, n % 4 + 3, n % 4 + 9])
+            tracks.append(track)
+    for frames in (FRAMES, 49):
+        state = {"format": "motionkit.trajectories", "version": 2, "canvas": {"width": WIDTH, "height": HEIGHT},
+                 "num_frames": frames, "tracks": tracks}
+        node_id = ui.build(frames=frames, state=state)
+        assert ui.state()["tracks"] == tracks
+        assert ui.js(f"{_editor(node_id)}.framePositions()") == _resampled_in_python(state, frames)

@@ -216,9 +216,13 @@ class TrajectoryEditor {
     return found;
   }
 
-  get width() { return Math.max(2, this.widthWidget.value | 0); }
-  get height() { return Math.max(2, this.heightWidget.value | 0); }
-  get frames() { return Math.max(2, this.framesWidget.value | 0); }
+  // A bad value leaves the drawing on its last good canvas and frame count (it is not squashed to 2x2).
+  get width() { return this.widthWidget.value >= 2 ? this.widthWidget.value | 0 : this.canvasSize?.[0] ?? 2; }
+  get height() { return this.heightWidget.value >= 2 ? this.heightWidget.value | 0 : this.canvasSize?.[1] ?? 2; }
+  get frames() {
+    if (this.framesWidget.value >= 2) this.goodFrames = this.framesWidget.value | 0;
+    return this.goodFrames ?? 2;
+  }
   get track() { return this.tracks[this.selected]; }
 
   select(track, point = -1) {
@@ -557,6 +561,7 @@ class TrajectoryEditor {
     e.preventDefault();
     e.stopPropagation();
     this.tracks[this.drag.track].points[this.drag.point] = this.clampPoint(this.toCanvas(e));
+    this.drag.moved = true;
     this.draw();
   }
 
@@ -585,7 +590,7 @@ class TrajectoryEditor {
     e.stopPropagation();
     const drag = this.drag;
     this.drag = null;
-    if (drag.before) {  // a moved point: one undo step (an inserted one was recorded when inserted)
+    if (drag.before && drag.moved) {  // a moved point: one undo step (an inserted one was recorded when inserted)
       this.undoStack.push(drag.before);
       if (this.undoStack.length > 200) this.undoStack.shift();
     }
