@@ -7,7 +7,7 @@
 // Toolbar: New track, Delete track, Clear, Undo, Image (upload a reference image).
 // Track bar (the selected track): polyline/spline and tension, start and end frame, easing; the selected
 // point's frame. Timeline: Play, Untime (drop the track's per-point frames) and a frame slider; the canvas
-// shows every object's position at the current frame.
+// shows every object's position at the current frame. A cross marks where a tracked point was lost.
 //
 // Timing is kept on every edit: points moved keep their frame, inserted points get a free frame between
 // their neighbours, deleted points take their frame with them, and `lost_at` stays (it is dropped only when
@@ -652,6 +652,12 @@ class TrajectoryEditor {
         }
         ctx.fillStyle = color;
       }
+      if (track.lost_at != null && points.length) { // tracking lost the object after its last point: a cross
+        const [x, y] = points[points.length - 1], r = 7 * unit;
+        ctx.beginPath();
+        ctx.moveTo(x - r, y - r); ctx.lineTo(x + r, y + r); ctx.moveTo(x + r, y - r); ctx.lineTo(x - r, y + r);
+        ctx.stroke();
+      }
       points.forEach(([x, y], i) => {
         ctx.beginPath();
         ctx.arc(x, y, (i === 0 ? 5 : 4) * unit, 0, 2 * Math.PI);
@@ -688,9 +694,12 @@ class TrajectoryEditor {
     const track = this.track;
     const about = track ? `, selected: ${track.name} (${track.points.length} points` +
       (track.frames ? ", timed" : "") + (track.lost_at != null ? `, lost at frame ${track.lost_at}` : "") + ")" : "";
+    const late = this.tracks.findIndex((t) => this.span(t)[1] > this.frames - 1);
+    const note = late >= 0 ? `; ${this.tracks[late].name} ends at frame ${this.span(this.tracks[late])[1]}, `
+      + `after the last frame ${this.frames - 1}` : "";
     this.info.style.color = problems.length || this.message ? "#f88" : "#bbb";
     this.info.textContent = problems.length ? problems.join("; ") : this.message ||
-      `${this.tracks.length} track(s)${about}, dots: ${this.frames} frames`;
+      `${this.tracks.length} track(s)${about}, dots: ${this.frames} frames${note}`;
   }
 
   widgetHeight(nodeWidth) {
