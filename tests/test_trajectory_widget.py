@@ -453,6 +453,15 @@ def test_editing_keeps_frames_and_lost_at(ui):
     a = ui.state()["tracks"][0]
     assert a["frames"] == [0, 1, 2, 4, 5] and len(a["points"]) == 5 and a["lost_at"] == 6
 
+    # a new end frame stretches a timed track's frames and moves lost_at along; Undo brings them back
+    ui.click(*ui.screen(40, 60))
+    ui.type_into("end", "7")
+    a = ui.state()["tracks"][0]
+    assert a["frames"] == [0, 1, 3, 6, 7] and a["lost_at"] == 8 and "end_frame" not in a
+    ui.press("Undo")
+    a = ui.state()["tracks"][0]
+    assert a["frames"] == [0, 1, 2, 4, 5] and a["lost_at"] == 6
+
     # a point's frame typed in; a point appended past lost_at extends the track (lost_at no longer holds)
     ui.click(*ui.screen(320, 190))
     ui.type_into("point frame", "7")

@@ -9,9 +9,7 @@
 // point's frame. Timeline: Play, Untime (drop the track's per-point frames) and a frame slider; the canvas
 // shows every object's position at the current frame. A cross marks where a tracked point was lost.
 //
-// Timing is kept on every edit: points moved keep their frame, inserted points get a free frame between
-// their neighbours, deleted points take their frame with them, and `lost_at` stays (it is dropped only when
-// the track is extended to or past it).
+// Every edit keeps the track's timing (`frames`, `lost_at`): see trajectory_edits.js.
 //
 // State: the hidden STRING input `trajectory_data` holds MotionKit trajectory JSON (version 2, see the
 // README) plus an optional "reference" {filename, subfolder, type} for the uploaded image, so the drawing
@@ -20,9 +18,10 @@
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { EASINGS, INTERPOLATIONS, passingFrames, pathPoints, simplifyStroke, trackPositions } from "./trajectory_timing.js";
+import { FORMAT_VERSION, deletePoint, insertPoint, readTrack, retime, round2, setPointFrame, trackSpan, untime,
+         writeTrack } from "./trajectory_edits.js";
 
 const NODE_NAME = "MotionKitDrawTrajectories";
-const FORMAT_VERSION = 2;
 const TOOLBAR_HEIGHT = 30;
 const TRACKBAR_HEIGHT = 28;
 const TIMELINE_HEIGHT = 26;
@@ -32,7 +31,6 @@ const DRAG_THRESHOLD = 5; // screen pixels a press must move to become a freehan
 const FREEHAND_TOLERANCE = 2.5; // screen pixels a simplified stroke may leave the drawn one
 const PLAY_FPS = 12;
 const GOLDEN_RATIO_CONJUGATE = 0.618033988749895;
-const TIMING_FIELDS = ["frames", "lost_at", "start_frame", "end_frame"];
 
 function chainCallback(object, property, callback) {
   const original = object[property];
@@ -51,25 +49,6 @@ export function trackColor(index) {
   const p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
   const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][i % 6];
   return `rgb(${Math.round(r * 255)}, ${Math.round(g * 255)}, ${Math.round(b * 255)})`;
-}
-
-function round2(value) {
-  return Math.round(value * 100) / 100;
-}
-
-// A track as the editor keeps it: the JSON track's fields (unknown ones kept), defaults filled in.
-function readTrack(raw, index) {
-  return { ...raw, name: raw.name || `track ${index + 1}`, points: (raw.points || []).map(([x, y]) => [x, y]),
-           interpolation: raw.interpolation || "polyline", tension: raw.tension ?? 0, easing: raw.easing || "linear" };
-}
-
-// The JSON track: only the fields that say something (README "Trajectory JSON").
-function writeTrack(track) {
-  const item = { ...track, points: track.points.map(([x, y]) => [round2(x), round2(y)]) };
-  if (item.interpolation === "polyline") { delete item.interpolation; delete item.tension; }
-  if (item.easing === "linear") delete item.easing;
-  for (const key of TIMING_FIELDS) if (item[key] == null) delete item[key];
-  return item;
 }
 
 class TrajectoryEditor {
@@ -317,15 +296,7 @@ class TrajectoryEditor {
     });
   }
 
-  // ---------------------------------------------------------------- timing
-  // Whole frames at which an untimed track passes its points (strictly increasing): its timing made explicit.
-  impliedFrames(track) {
-    const frames = [];
-    passingFrames(track, this.frames).forEach((frame, i) =>
-      frames.push(i === 0 ? Math.max(Math.round(frame), 0) : Math.max(Math.round(frame), frames[i - 1] + 1)));
-    return frames;
-  }
-
+  // ---------------------------------------------------------------- timing (trajectory_edits.js)
   setTrackField(key, value) {
     if (!this.track) return;
     this.edit(() => { this.track[key] = value; });
@@ -340,91 +311,26 @@ class TrajectoryEditor {
     });
   }
 
-  // Start and end of the selected track; a timed track's frames are stretched to the new span.
   setSpan(startText, endText) {
     const track = this.track;
     if (!track) return;
-    this.edit(() => {
-      const [start0, end0] = this.span(track);
-      const start = startText === null ? start0 : Number(startText);
-      const end = endText === null ? end0 : Number(endText);
-      if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start)
-        return `start ${start} and end ${end} must be whole frames with 0 <= start <= end`;
-      if (!track.frames) {
-        track.start_frame = start;
-        track.end_frame = end;
-        return;
-      }
-      const frames = track.frames.map((f) => end0 === start0 ? start : Math.round(start + (f - start0) * (end - start) / (end0 - start0)));
-      if (frames.some((f, i) => i > 0 && f <= frames[i - 1]))
-        return `${track.points.length} timed points do not fit between frames ${start} and ${end}`;
-      if (track.lost_at != null) track.lost_at += frames[frames.length - 1] - track.frames[track.frames.length - 1];
-      track.frames = frames;
-    });
+    const [start, end] = this.span(track);
+    this.edit(() => retime(track, startText === null ? start : Number(startText),
+                           endText === null ? end : Number(endText), this.frames));
   }
 
   span(track) {
-    if (track.frames) return [track.frames[0], track.frames[track.frames.length - 1]];
-    return [track.start_frame ?? 0, track.end_frame ?? this.frames - 1];
+    return trackSpan(track, this.frames);
   }
 
   setPointFrame(text) {
     const track = this.track, p = this.selectedPoint;
     if (!track || p < 0 || p >= track.points.length) return;
-    this.edit(() => {
-      const frame = Number(text);
-      const frames = track.frames ? track.frames.slice() : this.impliedFrames(track);
-      const low = p > 0 ? frames[p - 1] + 1 : 0, high = p + 1 < frames.length ? frames[p + 1] - 1 : Infinity;
-      if (!Number.isInteger(frame) || frame < low || frame > high)
-        return `point ${p + 1}'s frame must be a whole frame from ${low}` + (high < Infinity ? ` to ${high}` : "");
-      frames[p] = frame;
-      if (!track.frames) track.easing = "linear"; // the eased passing frames now time it
-      track.frames = frames;
-      delete track.start_frame;
-      delete track.end_frame;
-      if (track.lost_at != null && frames[frames.length - 1] >= track.lost_at) delete track.lost_at;
-    });
+    this.edit(() => setPointFrame(track, p, Number(text), this.frames));
   }
 
   untime() {
-    const track = this.track;
-    if (!track?.frames) return;
-    this.edit(() => {
-      const [start, end] = this.span(track);
-      delete track.frames;
-      delete track.lost_at;
-      track.start_frame = start;
-      track.end_frame = end;
-    });
-  }
-
-  // The frame a point added at `index` gets on a timed track, or a message why there is none.
-  frameForNewPoint(track, index) {
-    const frames = track.frames;
-    if (index === frames.length) {
-      const gap = frames.length > 1 ? frames[frames.length - 1] - frames[frames.length - 2] : 1;
-      return frames[frames.length - 1] + gap;
-    }
-    if (index === 0) return frames[0] > 0 ? Math.floor(frames[0] / 2) : "no free frame before frame 0";
-    if (frames[index] - frames[index - 1] < 2)
-      return `no free frame between frames ${frames[index - 1]} and ${frames[index]}: change a neighbour's frame first`;
-    return Math.floor((frames[index - 1] + frames[index]) / 2);
-  }
-
-  addPoint(track, index, position) {
-    if (track.frames) {
-      const frame = this.frameForNewPoint(track, index);
-      if (typeof frame === "string") return frame;
-      track.frames.splice(index, 0, frame);
-      if (track.lost_at != null && track.frames[track.frames.length - 1] >= track.lost_at) delete track.lost_at;
-    }
-    track.points.splice(index, 0, position);
-  }
-
-  deletePoint(track, index) {
-    track.points.splice(index, 1);
-    track.frames?.splice(index, 1);
-    if (track.frames && track.frames.length === 0) delete track.frames;
+    if (this.track?.frames) this.edit(() => untime(this.track, this.frames));
   }
 
   // Per-frame positions of a track, as Resample Trajectories places them.
@@ -522,7 +428,7 @@ class TrajectoryEditor {
     const position = this.clampPoint(this.toCanvas(e));
     const hit = this.findPoint(position);
     if (e.button === 2) {
-      if (hit) this.edit(() => { this.deletePoint(this.tracks[hit.track], hit.point); this.select(hit.track); });
+      if (hit) this.edit(() => { deletePoint(this.tracks[hit.track], hit.point); this.select(hit.track); });
       return;
     }
     if (e.button !== 0) return;
@@ -534,7 +440,7 @@ class TrajectoryEditor {
       const insertAt = this.findSegment(position);
       if (insertAt !== null) {
         const inserted = this.edit(() => {
-          const refused = this.addPoint(this.track, insertAt, position);
+          const refused = insertPoint(this.track, insertAt, position);
           if (refused) return refused;
           this.selectedPoint = insertAt;
         });
@@ -579,7 +485,7 @@ class TrajectoryEditor {
             this.tracks.push(readTrack({ name: `track ${this.tracks.length + 1}`, points: [] }, this.tracks.length));
             this.select(this.tracks.length - 1);
           }
-          const refused = this.addPoint(this.track, this.track.points.length, stroke.points[0]);
+          const refused = insertPoint(this.track, this.track.points.length, stroke.points[0]);
           if (refused) return refused;
           this.selectedPoint = this.track.points.length - 1;
         });
