@@ -82,13 +82,12 @@ export function untime(track, frames) {
   track.end_frame = end;
 }
 
-// The frame a point inserted at `index` of a timed track gets, or a message why there is none.
+// The frame a point inserted at `index` (after the first point) of a timed track gets, or why there is none.
 function frameForNewPoint(frames, index) {
   if (index === frames.length) {
     const gap = frames.length > 1 ? frames[frames.length - 1] - frames[frames.length - 2] : 1;
     return frames[frames.length - 1] + gap;
   }
-  if (index === 0) return frames[0] > 0 ? Math.floor(frames[0] / 2) : "no free frame before frame 0";
   if (frames[index] - frames[index - 1] < 2)
     return `no free frame between frames ${frames[index - 1]} and ${frames[index]}: change a neighbour's frame first`;
   return Math.floor((frames[index - 1] + frames[index]) / 2);
