@@ -6,10 +6,10 @@ checks what the server received and produced. The widget's preview positions are
 Trajectories (the Python definition) number for number."""
 import argparse
 import base64
+import importlib.util
 import json
 import math
 import re
-import sys
 import time
 import urllib.request
 
@@ -216,9 +216,9 @@ class UI:
 
 @pytest.fixture(scope="module")
 def ui(comfy_server):
-    sys.path.insert(0, str(harness.find_host()))
-    import ui_workflow
-
+    spec = importlib.util.spec_from_file_location("ui_workflow", harness.find_host() / "ui_workflow.py")
+    ui_workflow = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ui_workflow)
     args = argparse.Namespace(cmd="run", host="127.0.0.1", port=comfy_server.port, chromium=None, width=1400,
                               height=1100, load_timeout=120, no_settings=False, setting=None, node_ids=False,
                               verbose=False, screenshot=None, keep_minimap=False)
