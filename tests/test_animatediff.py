@@ -3,17 +3,15 @@ context windows, beta schedule and bad input."""
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "tests"))
-import animatediff_reference as ref  # noqa: E402
+from references import animatediff_reference as ref  # noqa: E402
 
 from motionkit.models.animatediff import keys, loader, motion_lora  # noqa: E402
 from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig  # noqa: E402
@@ -241,8 +239,8 @@ def test_motion_lora_low_rank_equals_merged_and_stays_small(tmp_path):
     patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
     for path, layer in motion_lora.low_rank_patches(model, loras).items():
         patcher.add_object_patch(path, layer)
-    merged = tiny_motion_model()
-    merged.load_state_dict(motion_lora.merged_weights(model, loras))
+    files = [safetensors.torch.load_file(str(tmp_path / f"lora{i}.safetensors")) for i in range(2)]
+    merged = ref.original_motion_lora_merge(model, [(f, lora.strength) for f, lora in zip(files, loras)])
     x = torch.randn(2 * 8, 32, 4, 4, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         before = run_motion_model(model, x, 8)

@@ -1,6 +1,5 @@
 """CogVideoX: parity with diffusers, checkpoint layouts, and the ComfyUI model sampled by core samplers."""
 import re
-import sys
 import types
 from pathlib import Path
 
@@ -8,11 +7,10 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "scripts"))
-from tiny_checkpoints import cogvideox as tiny  # noqa: E402
+from scripts.tiny_checkpoints import cogvideox as tiny  # noqa: E402
 
 from motionkit.models.cogvideox import keys, schedule  # noqa: E402
 from motionkit.models.cogvideox.text import fixed_length_t5_tokens  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 ROOT = harness.ROOT
 pack = harness.import_pack()
@@ -19,8 +19,7 @@ WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 
 def _run_python(code: str, extra_path: str | None = None) -> subprocess.CompletedProcess:
     """Run code in a fresh interpreter where ComfyUI is not importable."""
-    prelude = f"import sys; sys.path.insert(0, {str(ROOT / 'scripts')!r})\n"
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+    return subprocess.run([sys.executable, "-c", "import sys\n" + textwrap.dedent(code)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
@@ -42,7 +41,7 @@ def test_nodes_are_registered_with_prefix_category_and_tooltips():
 
 def test_library_imports_and_runs_without_comfyui():
     done = _run_python("""
-        import harness
+        from scripts import harness
         pack = harness.import_pack()
         host = sys.modules["motionkit.models.host"]
         assert not host.IN_COMFYUI
@@ -77,7 +76,7 @@ def test_missing_optional_dependency_is_logged_not_fatal():
                     raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
         sys.meta_path.insert(0, Block())
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        import harness
+        from scripts import harness
         pack = harness.import_pack()
         print("NODES", len(pack.NODE_CLASS_MAPPINGS))
     """)
@@ -92,7 +91,7 @@ def test_library_mode_reads_models_from_env_folder(tmp_path):
     done = _run_python(f"""
         import os
         os.environ["MOTIONKIT_MODELS_DIR"] = {str(tmp_path)!r}
-        import harness
+        from scripts import harness
         harness.import_pack()
         host = sys.modules["motionkit.models.host"]
         print(host.model_filenames("tora"))

@@ -6,15 +6,14 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "scripts"))
-from tiny_checkpoints import cogvideox as tiny_cog  # noqa: E402
-from tiny_checkpoints import tora as tiny_tora  # noqa: E402
+from scripts.tiny_checkpoints import cogvideox as tiny_cog  # noqa: E402
+from scripts.tiny_checkpoints import tora as tiny_tora  # noqa: E402
 
 from motionkit.models.tora import keys, loading  # noqa: E402
-from tora_reference import RefTora, reference_denoise, reference_dit, reference_rope, reference_tora  # noqa: E402
+from references.tora_reference import RefTora, reference_denoise, reference_dit, reference_rope, reference_tora  # noqa: E402
 from motionkit.models.tora.fuser import ToraModel  # noqa: E402
 
 
@@ -294,8 +293,7 @@ def test_apply_tora_refuses_sd15_and_mismatched_widths(tiny_models, tmp_path):
 # ---------------------------------------------------------------- motion latents
 @pytest.mark.host
 def test_motion_vae_encode_scales_cogvideox_latents_and_checks_the_flow(tmp_path):
-    sys.path.insert(0, str(harness.ROOT / "scripts"))
-    from tiny_checkpoints import video_vae as tiny_vae
+    from scripts.tiny_checkpoints import video_vae as tiny_vae
 
     from motionkit.models import video_vae
     from motionkit.models.tora.motion import MotionEncodeError
@@ -325,8 +323,7 @@ def test_motion_vae_encode_gpu_peak_is_flat_in_clip_length_and_fits_24_gib_at_72
     """Traced as bench/motion_vae_memory.py does (FakeTensorMode; fake meta tensors stand for the GPU)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    sys.path.insert(0, str(harness.ROOT / "bench"))
-    import motion_vae_memory as bench
+    from bench import motion_vae_memory as bench
 
     from motionkit.models import video_vae
 

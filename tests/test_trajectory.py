@@ -2,7 +2,6 @@
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-import harness
+from scripts import harness
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trajectory_reference import official_select, official_video  # noqa: E402
+from references.trajectory_reference import official_select, official_video  # noqa: E402
 
 pack = harness.import_pack()
 from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
@@ -167,12 +165,20 @@ def test_frame_zero_and_still_tracks_are_white():
 
 
 def test_colorwheel_is_torchvisions():
-    expected = torch.tensor([[255, 0, 0], [255, 17, 0], [255, 238, 0], [255, 255, 0], [43, 255, 0], [0, 255, 0],
-                             [0, 255, 191], [0, 255, 255], [0, 24, 255], [0, 0, 255], [235, 0, 255], [255, 0, 255],
-                             [255, 0, 43]], dtype=torch.float32)
+    """Every wheel colour and the blends between neighbours, against torchvision.utils.flow_to_image itself."""
+    from torchvision.utils import flow_to_image
+
     wheel = flow.middlebury_colorwheel()
     assert wheel.shape == (55, 3)
-    assert torch.equal(wheel[[0, 1, 14, 15, 20, 21, 24, 25, 35, 36, 48, 49, 54]], expected)
+    # unit vectors at 8 angles per wheel segment, and shorter ones (the colour fades to white with the norm)
+    angles = torch.arange(54 * 8, dtype=torch.float32) / (54 * 8) * 2 * torch.pi - torch.pi
+    radii = torch.tensor([1.0, 0.6, 0.2])
+    u = (radii[:, None] * torch.cos(angles)[None]).flatten()
+    v = (radii[:, None] * torch.sin(angles)[None]).flatten()
+    expected = flow_to_image(torch.stack([u, v])[None, :, None, :])[0, :, 0].T
+    ours = flow.colorize(u, v, (u.square() + v.square()).sqrt().max(), wheel)
+    assert torch.equal(ours, expected)
+    assert len({tuple(c) for c in expected.tolist()}) > 300
 
 
 # ---------------------------------------------------------------- bad input: every case of the issue

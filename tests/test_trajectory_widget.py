@@ -6,7 +6,6 @@ checks what the server received and produced. The widget's preview positions are
 Trajectories (the Python definition) number for number."""
 import argparse
 import base64
-import importlib.util
 import json
 import math
 import re
@@ -16,7 +15,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-import harness
+from scripts import harness
 
 harness.import_pack()
 from motionkit.models.trajectory import preview, resample  # noqa: E402
@@ -216,9 +215,7 @@ class UI:
 
 @pytest.fixture(scope="module")
 def ui(comfy_server):
-    spec = importlib.util.spec_from_file_location("ui_workflow", harness.find_host() / "ui_workflow.py")
-    ui_workflow = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ui_workflow)
+    ui_workflow = harness.host_module("ui_workflow")
     args = argparse.Namespace(cmd="run", host="127.0.0.1", port=comfy_server.port, chromium=None, width=1400,
                               height=1100, load_timeout=120, no_settings=False, setting=None, node_ids=False,
                               verbose=False, screenshot=None, keep_minimap=False)

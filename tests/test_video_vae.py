@@ -6,11 +6,10 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "bench"))
-from slice_vae_official import as_images  # noqa: E402
+from references.slice_vae_official import as_images  # noqa: E402
 video_vae = sys.modules["motionkit.models.video_vae"]
 from motionkit.models.cogvideox import vae_keys as cog_keys  # noqa: E402
 
