@@ -383,6 +383,15 @@ def test_freehand_spline_timing_and_timeline_match_resample(ui, artifacts_dir):
     timed = ui.state()["tracks"][1]
     assert timed["frames"] == [2, chosen, 7]
     assert "start_frame" not in timed and "end_frame" not in timed and "easing" not in timed
+    # easing on both kinds: the timed track eases between its points, the freehand one over its start..end
+    ui.choose("easing", "ease-in")
+    ui.click(*ui.screen(*free["points"][0]))
+    ui.type_into("start", "1")
+    ui.choose("easing", "ease-out")
+    eased = ui.state()["tracks"]
+    assert (eased[0]["start_frame"], eased[0]["end_frame"], eased[0]["easing"]) == (1, FRAMES - 1, "ease-out")
+    assert eased[1]["easing"] == "ease-in" and eased[1]["frames"] == [2, chosen, 7]
+
     # the widget's preview is Resample Trajectories, number for number
     state = ui.state()
     positions = ui.js(f"{_editor(node_id)}.framePositions()")
