@@ -348,9 +348,9 @@ def test_freehand_spline_timing_and_timeline_match_resample(ui, artifacts_dir):
     ui.drag([ui.screen(x, y) for x, y in stroke])
     [free] = ui.state()["tracks"]
     assert free["interpolation"] == "spline" and free["tension"] == 0 and "frames" not in free
-    assert 4 <= len(free["points"]) <= 15, free
+    assert 4 <= len(free["points"]) <= 12, free
     assert math.dist(free["points"][0], stroke[0]) < 0.6 and math.dist(free["points"][-1], stroke[-1]) < 0.6
-    tolerance = 2.5 * WIDTH / ui.canvas["width"] + 0.6  # FREEHAND_TOLERANCE screen pixels, the mouse's rounding
+    tolerance = 4 * WIDTH / ui.canvas["width"] + 0.6  # FREEHAND_TOLERANCE screen pixels, the mouse's rounding
     assert max(_polyline_distance(p, free["points"]) for p in stroke) <= tolerance
 
     # click-to-add beside it, then make that track a spline with typed tension, start, end and easing

@@ -28,7 +28,7 @@ const TIMELINE_HEIGHT = 26;
 const INFO_HEIGHT = 20;
 const HIT_RADIUS = 9; // screen pixels
 const DRAG_THRESHOLD = 5; // screen pixels a press must move to become a freehand stroke
-const FREEHAND_TOLERANCE = 2.5; // screen pixels a simplified stroke may leave the drawn one
+const FREEHAND_TOLERANCE = 4; // screen pixels a simplified stroke may leave the drawn one
 const PLAY_FPS = 12;
 const GOLDEN_RATIO_CONJUGATE = 0.618033988749895;
 
