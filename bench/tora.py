@@ -114,8 +114,9 @@ def run_ours(args) -> dict:
     import nodes
     import comfy.ldm.modules.attention as attention
 
-    from motionkit.models.cogvideox import comfy_glue
-    from motionkit.models.tora.apply import apply_tora, build_tora
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
+    from motionkit.models.comfy_glue.tora import apply_tora
+    from motionkit.models.tora.loading import build_tora
 
     device = torch.device(args.device)
     cog_sd, tora_sd = _weights(args)

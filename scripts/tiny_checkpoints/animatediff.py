@@ -83,12 +83,14 @@ def _main(models_dir: Path) -> None:
 
     harness.setup_comfy_in_process()
     harness.import_pack()
+    import comfy.ldm.models.autoencoder
+    import comfy.ldm.modules.diffusionmodules.openaimodel
+    import comfy.ops
+    import comfy.sd1_clip
     import safetensors.torch
     import torch
-    from motionkit.models import host
     from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig
 
-    comfy = host.comfy  # the pack reaches ComfyUI through its host adapter
     UNetModel = comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel
     ops = comfy.ops.disable_weight_init
     with torch.device("meta"):
@@ -137,9 +139,9 @@ def _main(models_dir: Path) -> None:
 
 def _diffusers_name(ldm_key: str) -> str:
     """LDM UNet name of an attention projection -> diffusers name (what kohya LoRA keys are built from)."""
-    from motionkit.models import host
+    import comfy.utils
 
-    reverse = {v: k for k, v in host.comfy.utils.unet_to_diffusers(SD15_UNET).items()}
+    reverse = {v: k for k, v in comfy.utils.unet_to_diffusers(SD15_UNET).items()}
     return reverse[ldm_key + ".weight"][: -len(".weight")]
 
 
