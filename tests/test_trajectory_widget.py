@@ -355,7 +355,10 @@ def test_freehand_spline_timing_and_timeline_match_resample(ui, artifacts_dir):
 
     # click-to-add beside it, then make that track a spline with typed tension, start, end and easing
     ui.press("New track")
-    for fx, fy in ((0.15, 0.9), (0.5, 0.6), (0.85, 0.9)):
+    ui.click(*ui.at(0.15, 0.9)[0])  # one point so far: an anchor, held at every frame
+    assert "an anchor, the object stays there" in ui.info()
+    assert ui.js(f"{_editor(node_id)}.framePositions()[1]") == [ui.state()["tracks"][1]["points"][0]] * FRAMES
+    for fx, fy in ((0.5, 0.6), (0.85, 0.9)):
         ui.click(*ui.at(fx, fy)[0])
     ui.choose("curve", "spline")
     ui.type_into("tension", "0.5")
