@@ -5,7 +5,7 @@
 
 The published V3 transformer (EasyAnimateV3-XL-2-InP: 28 blocks of width 1152, a motion module in
 each, 1.54 B parameters) is built in bf16 under torch's FakeTensorMode on the meta device, as
-bench/slice_vae_memory.py traces the VAEs: bench/peak_memory.PeakMemory counts the most bytes of
+bench/slice_vae_memory.py traces the VAEs: references/peak_memory.PeakMemory counts the most bytes of
 tensors alive at once during one call of the denoiser (weights excluded; they are printed apart).
 The call is a sampler step's: noise + InP latents (12 channels), 120 text tokens, batch 2 (the
 conditional and unconditional halves of CFG together).
@@ -28,7 +28,7 @@ import time
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from bench.peak_memory import peak_bytes
+from references.peak_memory import peak_bytes
 from scripts.harness import import_pack
 
 GIB = 1024 ** 3
