@@ -13,7 +13,7 @@ from PIL import Image
 import harness
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trajectory_reference import official_select, official_video  # noqa: E402
+from trajectory_reference import official_flow_to_image, official_select, official_video  # noqa: E402
 
 pack = harness.import_pack()
 from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
@@ -93,24 +93,26 @@ def test_timed_points_hold_and_interpolate():
 
 
 # ---------------------------------------------------------------- flow against the official pipeline
-def _parity_case(tracks, frames, height, width, mode, per_frame=False):
+def _parity_case(tracks, frames, height, width, mode, per_frame=False, path="auto"):
     trajectories = resample.resample(Trajectories(width, height, [Track(p, "t") for p in tracks]), frames, mode)
     pixels = flow.track_pixels(trajectories, width, height)
     ref_rgb, ref_flow = official_video(pixels.tolist(), frames, height, width, per_frame)
-    field = flow.flow_field(pixels, height, width)
-    video = flow.trajectories_to_flow_video(trajectories, width, height, "per_frame" if per_frame else "global")
+    field = flow.flow_field(pixels, height, width, path=path)
+    video = flow.trajectories_to_flow_video(trajectories, width, height, "per_frame" if per_frame else "global",
+                                            path=path)
     rgb = (video * 255).round().to(torch.uint8)
     assert torch.equal(video, rgb.float() / 255.0)
     return field, ref_flow, rgb, ref_rgb
 
 
+@pytest.mark.parametrize("path", ["windows", "banded"])
 @pytest.mark.parametrize("mode,per_frame", [("arc_length", False), ("tora_official", False), ("arc_length", True)])
-def test_flow_video_equals_official_processing(mode, per_frame):
+def test_flow_video_equals_official_processing(mode, per_frame, path):
     tracks = [[(20, 30), (120, 30), (230, 30)],           # pure horizontal: the colour wheel's seam
               [(200, 150), (120, 100), (5, 140)],          # near borders: reflect-101 folding
               [(60, 5), (60, 150), (180, 150), (60, 10)],  # vertical, then crossing the others
               [(100, 80), (100, 80)]]                      # still: zero flow
-    field, ref_flow, rgb, ref_rgb = _parity_case(tracks, 13, 160, 240, mode, per_frame)
+    field, ref_flow, rgb, ref_rgb = _parity_case(tracks, 13, 160, 240, mode, per_frame, path)
     assert (field - ref_flow).abs().max() < 1e-4
     assert (ref_flow.abs() > 0.1).any(dim=-1).sum() > 1000
     # The seam: rightward motion whose vertical component is exactly zero here and +-1e-16 in cv2.filter2D's
@@ -147,23 +149,58 @@ def test_tora_txt_end_to_end_equals_the_official_process_traj():
     assert torch.equal(rgb[~seam], ref_rgb[~seam]) and (ref_rgb != 255).any()
 
 
-def test_flow_on_a_video_smaller_than_the_kernel():
-    field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length")
+@pytest.mark.parametrize("path", ["windows", "banded"])
+def test_flow_on_a_video_smaller_than_the_kernel(path):
+    field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length",
+                                                 path=path)
     assert (field - ref_flow).abs().max() < 1e-4
     seam = (field[..., 1] == 0) & (field[..., 0] > 0)
     assert torch.equal(rgb[~seam], ref_rgb[~seam])
 
 
-@pytest.mark.parametrize("height,width", [(2, 2), (5, 7), (3, 60), (49, 51)])
-def test_kernels_larger_than_the_video_fold_like_opencv(height, width):
+@pytest.mark.parametrize("path", ["windows", "banded"])
+@pytest.mark.parametrize("height,width", [(2, 2), (5, 7), (3, 60), (49, 51), (130, 50)])
+def test_kernels_larger_than_the_video_fold_like_opencv(height, width, path):
     pixels = torch.tensor([[[0, 0], [width - 1, height - 1], [width // 2, height // 2]]])
     reference = official_video(pixels.tolist(), 3, height, width)[1]
-    assert ((flow.flow_field(pixels, height, width) - reference).abs() <= 1e-6 * reference.abs().max()).all()
+    field = flow.flow_field(pixels, height, width, path=path)
+    assert ((field - reference).abs() <= 1e-6 * reference.abs().max()).all()
+
+
+def test_many_tracks_choose_the_banded_path_and_match_the_official_pipeline():
+    # 300 tracks crossing a 120x200 video: the later frames take the banded path (cheaper than 300 windows each)
+    rng = np.random.default_rng(3)
+    starts, ends = rng.uniform(0, [199, 119], (300, 2)), rng.uniform(0, [199, 119], (300, 2))
+    drawn = Trajectories(200, 120, [Track([tuple(a), tuple(b)], "t") for a, b in zip(starts, ends)])
+    trajectories = resample.resample(drawn, 5)
+    pixels = flow.track_pixels(trajectories, 200, 120)
+    sources = flow.flow_sources(pixels, 200, 120)
+    smoothed = flow.smoothed_flow(sources, 5, 120, 200)
+    assert sorted(smoothed.blocks) == [1, 2, 3, 4] and smoothed.sparse[0].numel() == 0
+    ref_rgb, ref_flow = official_video(pixels.tolist(), 5, 120, 200)
+    assert (smoothed.dense() - ref_flow).abs().max() < 1e-4
+    video = flow.trajectories_to_flow_video(trajectories, 200, 120)
+    rgb = (video * 255).round().to(torch.uint8)
+    field = smoothed.dense()
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam])
+    # a frame with 2 sources takes the windows path
+    few = flow.smoothed_flow(flow.flow_sources(pixels[:2], 200, 120), 5, 120, 200)
+    assert not few.blocks and few.sparse[0].numel() > 0
 
 
 def test_frame_zero_and_still_tracks_are_white():
     video = flow.trajectories_to_flow_video(resample.resample(_set([(10, 10), (10, 10)]), 5), 240, 160)
     assert torch.equal(video, torch.ones(5, 160, 240, 3))
+
+
+def test_colorize_equals_flow_to_image_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    u, v = torch.randn(20000, generator=generator) * 3, torch.randn(20000, generator=generator) * 3
+    u[::7], v[::7], v[::11], u[::13] = 0, 0, 0, -1e-30  # zero flow, the seam, a tiny negative
+    expected = official_flow_to_image(torch.stack([u, v]).view(1, 2, 1, -1))[0, :, 0].T
+    ours = flow.colorize(u, v, (u * u + v * v).sqrt().max(), flow.middlebury_colorwheel())
+    assert torch.equal(ours, expected)
 
 
 def test_colorwheel_is_torchvisions():
