@@ -13,7 +13,8 @@ from PIL import Image
 import harness
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trajectory_reference import official_flow_to_image, official_select, official_video  # noqa: E402
+from trajectory_reference import (official_flow_to_image, official_pixel_tracks, official_scale_to_256,  # noqa: E402
+                                  official_select, official_video)
 
 pack = harness.import_pack()
 from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
@@ -149,6 +150,56 @@ def test_tora_txt_end_to_end_equals_the_official_process_traj():
     assert torch.equal(rgb[~seam], ref_rgb[~seam]) and (ref_rgb != 255).any()
 
 
+def _assert_same_video(video, pixels, frames, height, width):
+    ref_rgb, ref_flow = official_video(pixels, frames, height, width)
+    field = flow.flow_field(torch.tensor(pixels), height, width)
+    assert (field - ref_flow).abs().max() < 1e-4
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    rgb = (video * 255).round().to(torch.uint8)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam])
+    return ref_rgb
+
+
+def test_tora_app_drawing_gives_the_apps_flow_video():
+    # clicks on the app's 720x480 canvas (ints, as gradio's evt.index): a short path and one longer than the video
+    rng = np.random.default_rng(5)
+    short = [(15, 460), (300, 250), (719, 479), (400, 10)]
+    long = [tuple(int(v) for v in p) for p in rng.integers(0, [720, 480], (70, 2))]
+    drawn = Trajectories(720, 480, [Track(list(short), "a"), Track(list(long), "b"), Track([(360, 200)], "anchor")])
+    video = nodes.MotionKitTrajectoriesToFlow().flow(drawn, 720, 480, 49, "tora_app", "global")[0]
+    pixels = official_pixel_tracks([official_scale_to_256(t, 720, 480) for t in (short, long, [(360, 200)])],
+                                   49, 480, 720)
+    ref_rgb = _assert_same_video(video, pixels, 49, 480, 720)
+    assert (ref_rgb != 255).any()
+
+
+@pytest.mark.parametrize("track", [[(200, 100), (256, 100)], [(10, 250), (60, 256)], [(256, 256), (3, 3)]])
+def test_tora_official_points_on_the_canvas_edge_interpolate_first(track):
+    # Tora's .txt canvas is 256x256: a point at 256 is on its edge; the official code interpolates from it
+    loaded = Trajectories(256, 256, [Track(list(track), "edge"), Track([(30, 40), (120, 90)], "inside")])
+    frames, height, width = 13, 96, 128
+    expected = official_pixel_tracks([track, [(30, 40), (120, 90)]], frames, height, width)
+    trajectories = resample.resample(loaded, frames, "tora_official")
+    assert flow.track_pixels(trajectories, width, height).tolist() == expected
+    if track[0] == (256, 256):  # the first source lies past the edge: officially an IndexError; clamped here
+        with pytest.raises(IndexError):
+            official_video(expected, frames, height, width)
+        assert flow.flow_sources(torch.tensor(expected), width, height).x.max() == width - 1
+        return
+    video = nodes.MotionKitTrajectoriesToFlow().flow(loaded, width, height, frames, "tora_official", "global")[0]
+    _assert_same_video(video, expected, frames, height, width)
+
+
+def test_negative_coordinates_are_clamped_where_the_official_code_wraps_around(caplog):
+    loaded = Trajectories(256, 256, [Track([(-40, 100), (100, 100)], "left")])
+    with caplog.at_level(logging.WARNING, logger="MotionKit"):
+        trajectories = resample.resample(loaded, 9, "tora_official")
+        sources = flow.flow_sources(flow.track_pixels(trajectories, 128, 96), 128, 96)
+    assert trajectories.tracks[0].points[0] == (-40, 100)  # kept for the selection, as officially
+    assert "kept for the official selection" in caplog.text and "clamped to its edge" in caplog.text
+    assert sources.x.min() == 0  # officially index -20 would write at column 108 of the 128
+
+
 @pytest.mark.parametrize("path", ["windows", "banded"])
 def test_flow_on_a_video_smaller_than_the_kernel(path):
     field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length",
@@ -219,8 +270,8 @@ def _flow_of(trajectories, frames=9):
 
 BAD_INPUT = [
     # (case, action, expected error text or None for a documented clamp checked in the test)
-    ("empty track", lambda: _flow_of(_set([], [(1, 1), (5, 5)])), "track 1 ('t0') is empty; give it at least two points or delete it"),
-    ("single-point track", lambda: _flow_of(_set([(3, 4)])), "track 1 ('t0') has a single point; a trajectory needs at least two points"),
+    ("empty track", lambda: _flow_of(_set([], [(1, 1), (5, 5)])), "track 1 ('t0') is empty; give it at least one point"),
+    ("single-point track", None, None),
     ("NaN coordinate", lambda: formats.parse_trajectories("[[1, 2], [NaN, 4]]"), "point 2 is (nan, 4.0); coordinates must be finite numbers"),
     ("huge coordinate", lambda: formats.parse_trajectories("[[1, 2], [1e9, 4]]"), "coordinates beyond 16384 pixels are not accepted"),
     ("outside the canvas, error mode", lambda: resample.resample(_set([(1, 2), (300, -5)]), 5, "arc_length", "error"),
@@ -252,6 +303,11 @@ def test_bad_input_table(case, action, message, caplog):
             out = resample.resample(_set([(1, 2), (300, -5)]), 3)
         assert out.tracks[0].points == [(1, 2), (120, 1), (239, 0)]
         assert "clamped to the canvas edge" in caplog.text
+        return
+    if case == "single-point track":  # documented: an anchor, the object stays there
+        anchored = _set([(3, 4)], [(10, 10), (200, 100)])
+        assert _flow_of(anchored).shape == (9, 160, 240, 3)
+        assert resample.resample(anchored, 4).tracks[0].points == [(3, 4)] * 4
         return
     if case == "more tracks than colours":  # there is no colour limit: every track gets its own colour
         many = _set(*[[(5 + 10 * i, 5), (5 + 10 * i, 100)] for i in range(20)])

@@ -17,6 +17,8 @@ left corner of the top left pixel's centre, as OpenCV and Tora index pixels).
 where the object is at that frame (timing). A resampled set has one point per
 frame in every track and `num_frames` set. `lost_at` is written by Trajectories
 from Video: the track's points stop at the last frame it was reliably tracked.
+A track of one point is an anchor: the object stays at that point (zero flow
+for Tora, a static track for Wan ATI, a still shape in a control video).
 """
 from __future__ import annotations
 
@@ -76,7 +78,8 @@ def _plain(value: float):
 
 
 def validate(trajectories: Trajectories, what: str = "trajectories") -> Trajectories:
-    """Check a set of tracks: canvas at least 2x2, tracks of 2+ finite, not huge points, frames consistent."""
+    """Check a set of tracks: canvas at least 2x2, tracks of 1+ finite, not huge points, frames consistent.
+    A single-point track is an anchor: the object stays at that point for the whole video."""
     if trajectories.width < 2 or trajectories.height < 2:
         raise TrajectoryError(f"{what}: the canvas is {trajectories.width}x{trajectories.height} pixels; "
                               "it must be at least 2x2 (set the canvas width and height to the video's size)")
@@ -85,10 +88,8 @@ def validate(trajectories: Trajectories, what: str = "trajectories") -> Trajecto
     for index, track in enumerate(trajectories.tracks):
         label = f"{what}: track {index + 1}" + (f" ('{track.name}')" if track.name else "")
         if len(track.points) == 0:
-            raise TrajectoryError(f"{label} is empty; give it at least two points or delete it")
-        if len(track.points) == 1:
-            raise TrajectoryError(f"{label} has a single point; a trajectory needs at least two points "
-                                  "(a start and an end; repeat the point to keep an object still)")
+            raise TrajectoryError(f"{label} is empty; give it at least one point (one point: the object stays "
+                                  "there) or delete it")
         for p, (x, y) in enumerate(track.points):
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise TrajectoryError(f"{label}, point {p + 1} is ({x}, {y}); coordinates must be finite numbers")
