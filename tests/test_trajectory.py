@@ -289,6 +289,13 @@ BAD_INPUT = [
      "track 1, point 2: expected a point {\"x\": .., \"y\": ..}, got {\"x\": 3}"),
     ("malformed point lines", lambda: formats.parse_trajectories("1,2\n3;4;5\n"), "the text breaks at line 2: '3;4;5' is not 'x,y'"),
     ("empty text", lambda: formats.parse_trajectories("  "), "the text is empty"),
+    ("10,000-deep nested JSON", lambda: formats.parse_trajectories("[" * 10000 + "]" * 10000),
+     "text: the text nests lists/objects too deeply to read"),
+    ("10,000-deep nested seed points", lambda: formats.parse_points("[" * 10000 + "]" * 10000, "seed_points"),
+     "seed_points: the text nests lists/objects too deeply to read"),
+    ("900-deep nested MotionKit JSON", lambda: formats.parse_trajectories(
+        '{"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 9, "height": 9}, "tracks": [{"points": '
+        + "[" * 900 + "]" * 900 + "}]}"), "text: "),
     ("unsupported JSON version", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 7}'),
      "trajectory JSON version 7 is not supported; this MotionKit reads version 1"),
     ("outside the canvas, clamp mode", None, None),
