@@ -60,7 +60,7 @@ class Trajectories:
             data["num_frames"] = self.num_frames
         data["tracks"] = []
         for track in self.tracks:
-            item = {"name": track.name, "points": [[_plain(x), _plain(y)] for x, y in track.points]}
+            item = {"name": track.name, "points": [[plain_number(x), plain_number(y)] for x, y in track.points]}
             if track.frames is not None:
                 item["frames"] = list(track.frames)
             if track.lost_at is not None:
@@ -73,7 +73,7 @@ class Trajectories:
         return self.num_frames is not None and all(len(t.points) == self.num_frames for t in self.tracks)
 
 
-def _plain(value: float):
+def plain_number(value: float):
     return int(value) if float(value).is_integer() else float(value)
 
 
