@@ -1,9 +1,7 @@
 """AnimateDiff nodes: load a motion module and MotionLoRAs, apply them to an SD1.5/SDXL MODEL."""
 from ..models import host
 from ..models.animatediff import injection, loader
-
-MOTION_MODULE = "MOTIONKIT_MOTION_MODULE"
-MOTION_LORA = "MOTIONKIT_MOTION_LORA"
+from .types import MOTION_LORA, MOTION_MODULE
 
 
 class MotionKitLoadMotionModule:

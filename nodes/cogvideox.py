@@ -28,7 +28,7 @@ class MotionKitLoadCogVideoX:
     CATEGORY = CATEGORY
 
     def load(self, model_name, weight_dtype="default"):
-        host.require_comfyui("MotionKit Load CogVideoX")
+        host.require_comfyui("Load CogVideoX (MotionKit)")
         from ..models.cogvideox import comfy_glue
 
         return (comfy_glue.load_cogvideox(host.model_path("diffusion_models", model_name), weight_dtype),)
@@ -75,7 +75,7 @@ class MotionKitLoadT5:
     CATEGORY = CATEGORY
 
     def load(self, t5_name):
-        host.require_comfyui("MotionKit Load T5")
+        host.require_comfyui("Load T5 (MotionKit)")
         from ..models.cogvideox import comfy_glue
 
         return (comfy_glue.load_t5(host.model_path("text_encoders", t5_name)),)
@@ -88,7 +88,7 @@ class MotionKitCogVideoXScheduler:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A CogVideoX model from MotionKit Load CogVideoX."}),
+            "model": ("MODEL", {"tooltip": "A CogVideoX model from Load CogVideoX (MotionKit)."}),
             "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (published: 50)."}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run, from its low-noise end."}),
@@ -118,7 +118,7 @@ class MotionKitCogVideoXDynamicCFG:
     CATEGORY = CATEGORY
 
     def patch(self, model):
-        host.require_comfyui("MotionKit CogVideoX Dynamic CFG")
+        host.require_comfyui("CogVideoX Dynamic CFG (MotionKit)")
         from ..models.cogvideox import comfy_glue
 
         return (comfy_glue.with_dynamic_cfg(model),)
@@ -156,10 +156,10 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitCogVideoXImageToVideo": MotionKitCogVideoXImageToVideo,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "MotionKitLoadCogVideoX": "MotionKit Load CogVideoX",
-    "MotionKitCogVideoXTextEncode": "MotionKit CogVideoX Text Encode",
-    "MotionKitCogVideoXScheduler": "MotionKit CogVideoX Scheduler",
-    "MotionKitLoadT5": "MotionKit Load T5 (any size)",
-    "MotionKitCogVideoXDynamicCFG": "MotionKit CogVideoX Dynamic CFG",
-    "MotionKitCogVideoXImageToVideo": "MotionKit CogVideoX Image to Video",
+    "MotionKitLoadCogVideoX": "Load CogVideoX (MotionKit)",
+    "MotionKitCogVideoXTextEncode": "CogVideoX Text Encode (MotionKit)",
+    "MotionKitCogVideoXScheduler": "CogVideoX Scheduler (MotionKit)",
+    "MotionKitLoadT5": "Load T5 (MotionKit)",
+    "MotionKitCogVideoXDynamicCFG": "CogVideoX Dynamic CFG (MotionKit)",
+    "MotionKitCogVideoXImageToVideo": "CogVideoX Image to Video (MotionKit)",
 }

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ..models import host
+from .types import TRAJECTORY
 from ..models.trajectory import data as traj_data
 from ..models.trajectory import flow as traj_flow
 from ..models.trajectory import formats, preview, resample
 
-CATEGORY = "MotionKit/trajectory"
+CATEGORY = "MotionKit/Trajectory"
 _SIZE = {"min": 2, "max": 8192, "step": 1}
 
 
@@ -36,7 +37,7 @@ class MotionKitDrawTrajectories:
             },
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "draw"
     CATEGORY = CATEGORY
@@ -72,7 +73,7 @@ class MotionKitLoadTrajectories:
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY", "STRING")
+    RETURN_TYPES = (TRAJECTORY, "STRING")
     RETURN_NAMES = ("trajectories", "json")
     FUNCTION = "load"
     CATEGORY = CATEGORY
@@ -91,7 +92,7 @@ class MotionKitResampleTrajectories:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks to resample."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks to resample."}),
                 "num_frames": _frames_input(49, "Frames of the video (Tora: 49)."),
                 "mode": (list(resample.MODES), {"default": "arc_length", "tooltip": "How points are chosen per frame."}),
                 "out_of_frame": (list(resample.OUT_OF_FRAME), {"default": "clamp", "tooltip": "Points outside the canvas: "
@@ -99,7 +100,7 @@ class MotionKitResampleTrajectories:
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "resample"
     CATEGORY = CATEGORY
@@ -117,7 +118,7 @@ class MotionKitTrajectoriesToFlow:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
                 "width": ("INT", dict(_SIZE, default=720, tooltip="Video width in pixels.")),
                 "height": ("INT", dict(_SIZE, default=480, tooltip="Video height in pixels.")),
                 "num_frames": _frames_input(49, "Frames of the flow video (Tora: 49)."),
@@ -149,7 +150,7 @@ class MotionKitPreviewTrajectories:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks to draw."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks to draw."}),
                 "line_width": ("INT", {"default": 3, "min": 1, "max": 32, "tooltip": "Line width in pixels."}),
             },
             "optional": {

@@ -114,7 +114,7 @@ def test_tora_file_given_to_cogvideox_loader_is_refused():
         keys.detect(split_fuser, "'fuser.safetensors'")
     assert str(error.value) == (
         "'fuser.safetensors' holds Tora weights (motion fuser / trajectory extractor), not a CogVideoX transformer: "
-        "load it with MotionKit Load Tora (models/tora) and pick the CogVideoX-5B transformer here")
+        "load it with Load Tora (MotionKit) (models/tora) and pick the CogVideoX-5B transformer here")
 
 
 def test_unknown_file_lists_what_was_checked_and_missing():

@@ -147,7 +147,7 @@ def test_plain_cogvideox_given_to_load_tora_is_refused():
     with pytest.raises(keys.ToraFormatError) as error:
         keys.convert(tiny_cog.tiny_state_dict(), "'cogvideox5b.safetensors'")
     assert str(error.value).startswith("'cogvideox5b.safetensors' is a plain CogVideoX transformer without Tora "
-                                       "weights: load it with MotionKit Load CogVideoX;")
+                                       "weights: load it with Load CogVideoX (MotionKit);")
 
 
 def test_split_fuser_without_extractor_names_the_missing_file():
@@ -156,7 +156,7 @@ def test_split_fuser_without_extractor_names_the_missing_file():
     with pytest.raises(keys.ToraFormatError) as error:
         keys.config_from_state_dict(sd, "'fuser.safetensors'")
     assert str(error.value) == ("'fuser.safetensors' lacks the trajectory extractor (traj_extractor.safetensors): give "
-                                "MotionKit Load Tora both split files, or one file holding both (the SAT checkpoint or "
+                                "Load Tora (MotionKit) both split files, or one file holding both (the SAT checkpoint or "
                                 "the diffusers Tora transformer)")
 
 
@@ -325,7 +325,7 @@ def test_apply_tora_refuses_sd15_and_mismatched_widths(tiny_models, tmp_path):
     patcher = comfy.model_patcher.ModelPatcher(sd15, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     with pytest.raises(ToraModelError) as error:
         apply_tora(patcher, tora, torch.zeros(1, 16, 3, 8, 12), 1.0)
-    assert str(error.value) == ("MotionKit Apply Tora needs a CogVideoX MODEL (from MotionKit Load CogVideoX); the "
+    assert str(error.value) == ("Apply Tora (MotionKit) needs a CogVideoX MODEL (from Load CogVideoX (MotionKit)); the "
                                 "model input is a SD15 model. Tora's fusers only fit CogVideoX-5B's blocks")
     wide = tmp_path / "wide.safetensors"
     safetensors.torch.save_file(tiny_tora.tiny_state_dict(dict(dim=64, blocks=2, flow_channels=32)), str(wide))

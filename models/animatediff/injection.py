@@ -26,6 +26,7 @@ from .keys import ACROSS_FRAMES, PER_FRAME
 from .loader import LoadedMotionModule
 from .motion_lora import MotionLoRA, low_rank_patches
 from .motion_module import VanillaTemporalModule
+from ..errors import MotionKitError
 
 KEY = "MotionKit"
 GROUPNORM_MODES = ("auto", PER_FRAME, ACROSS_FRAMES)
@@ -33,7 +34,7 @@ _FRAMES: contextvars.ContextVar[int | None] = contextvars.ContextVar("motionkit_
 """Frames per video of the UNet call in progress (set by the wrapper for the call's duration only)."""
 
 
-class MotionModuleError(ValueError):
+class MotionModuleError(MotionKitError):
     pass
 
 

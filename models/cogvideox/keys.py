@@ -5,7 +5,7 @@ Published layouts:
   `diffusion_pytorch_model-0000N-of-0000M.safetensors`), also saved as one single file;
   the same keys may carry ComfyUI's `model.diffusion_model.` prefix.
 - Tora's diffusers transformer: the same keys plus `traj_extractor.*` / `fuser.*`, which the
-  CogVideoX loader leaves to MotionKit Load Tora.
+  CogVideoX loader leaves to Load Tora (MotionKit).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import re
 
 import torch
+from ..errors import MotionKitError
 
 PREFIXES = ("model.diffusion_model.", "transformer.", "")
 MARKERS = {
@@ -42,7 +43,7 @@ SINCOS_DIM = 1920
 """CogVideoX-2B (width 1920) is the only published model with sin-cos instead of rotary positions."""
 
 
-class CogVideoXFormatError(ValueError):
+class CogVideoXFormatError(MotionKitError):
     pass
 
 
@@ -99,7 +100,7 @@ def detect(state_dict: dict[str, torch.Tensor], source: str = "the checkpoint") 
     if missing:
         if any(k in state_dict for k in TORA_ONLY_MARKERS) or any(k.endswith("fuser_list.0.flow_gamma_spatial.weight") for k in state_dict):
             raise CogVideoXFormatError(f"{source} holds Tora weights (motion fuser / trajectory extractor), not a "
-                                       f"CogVideoX transformer: load it with MotionKit Load Tora (models/tora) and "
+                                       f"CogVideoX transformer: load it with Load Tora (MotionKit) (models/tora) and "
                                        f"pick the CogVideoX-5B transformer here")
         sample = ", ".join(sorted(state_dict)[:6]) or "no keys"
         raise CogVideoXFormatError(f"{source} is not a CogVideoX transformer: checked the diffusers layout (prefixes "

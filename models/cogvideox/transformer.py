@@ -334,7 +334,7 @@ class CogVideoXTransformer(nn.Module):
         if additive is not None:
             if additive.shape[1] != tokens.shape[1]:
                 raise ValueError(f"the text has {context.shape[1]} tokens; this CogVideoX model was trained with "
-                                 f"{self.max_text_seq_length}: encode the prompt with MotionKit CogVideoX Text Encode")
+                                 f"{self.max_text_seq_length}: encode the prompt with CogVideoX Text Encode (MotionKit)")
             tokens = tokens + additive
         text_length = context.shape[1]
         text, video = tokens[:, :text_length], tokens[:, text_length:]

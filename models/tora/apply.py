@@ -8,11 +8,12 @@ import torch
 from .. import host
 from . import loading
 from .guidance import ToraGuidance
+from ..errors import MotionKitError
 
 PACK_KEY = "MotionKit"
 
 
-class ToraModelError(ValueError):
+class ToraModelError(MotionKitError):
     pass
 
 
@@ -39,7 +40,7 @@ def apply_tora(model, tora_patcher, motion_latents: torch.Tensor, strength: floa
     if not comfy_glue.is_cogvideox(model):
         inner = getattr(model, "model", model)
         kind = type(getattr(inner, "model_config", inner)).__name__
-        raise ToraModelError(f"MotionKit Apply Tora needs a CogVideoX MODEL (from MotionKit Load CogVideoX); the "
+        raise ToraModelError(f"Apply Tora (MotionKit) needs a CogVideoX MODEL (from Load CogVideoX (MotionKit)); the "
                              f"model input is a {kind} model. Tora's fusers only fit CogVideoX-5B's blocks")
     dit = model.model.diffusion_model
     tora = tora_patcher.model

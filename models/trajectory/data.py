@@ -26,13 +26,15 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from ..errors import MotionKitError
+
 FORMAT_NAME = "motionkit.trajectories"
 FORMAT_VERSION = 1
 MAX_COORDINATE = 16384.0
 """Coordinates beyond this (in canvas pixels) are rejected as huge."""
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(MotionKitError):
     """Bad trajectory input; the message names the input, what was expected and how to fix it."""
 
 
