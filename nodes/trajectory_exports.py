@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from ..models import host
 from ..models.trajectory import control_video, exports
+from . import types
 
-CATEGORY = "MotionKit/trajectory"
+CATEGORY = "MotionKit/Trajectory"
 _SIZE = {"min": 1, "max": 8192, "step": 1}
 
 
@@ -16,7 +17,7 @@ class MotionKitTrajectoriesToWanTracks:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "trajectories": ("TRAJECTORY", {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
+            "trajectories": (types.TRAJECTORY, {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
             "width": ("INT", dict(_SIZE, default=832, tooltip="Video width: WanTrackToVideo's width.")),
             "height": ("INT", dict(_SIZE, default=480, tooltip="Video height: WanTrackToVideo's height.")),
             "length": ("INT", {"default": 81, "min": 2, "max": 4096,
@@ -41,7 +42,7 @@ class MotionKitTrajectoriesToSplineCoordinates:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "trajectories": ("TRAJECTORY", {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
+            "trajectories": (types.TRAJECTORY, {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
             "width": ("INT", dict(_SIZE, default=720, tooltip="Canvas width: the Spline Editor's mask_width (the video width).")),
             "height": ("INT", dict(_SIZE, default=480, tooltip="Canvas height: the Spline Editor's mask_height.")),
             "num_frames": ("INT", {"default": 49, "min": 2, "max": 4096,
@@ -67,7 +68,7 @@ class MotionKitTrajectoriesToControlVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
+                "trajectories": (types.TRAJECTORY, {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
                 "width": ("INT", dict(_SIZE, default=720, tooltip="Video width (taken from images when given).")),
                 "height": ("INT", dict(_SIZE, default=480, tooltip="Video height (taken from images when given).")),
                 "num_frames": ("INT", {"default": 49, "min": 1, "max": 4096, "tooltip": "Frames of the control video."}),
