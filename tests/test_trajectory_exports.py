@@ -208,3 +208,35 @@ def test_too_many_splines_for_cogvideox_wrapper_are_logged(caplog):
     with caplog.at_level(logging.WARNING, logger="MotionKit"):
         exports.spline_coordinates(many, 64, 48, 5)
     assert "read at most 9 splines" in caplog.text
+
+
+def _workflow_tracks(name):
+    workflow = json.loads((harness.ROOT / "example_workflows" / name).read_text())
+    loader = next(n for n in workflow["nodes"] if n["type"] == "MotionKitLoadTrajectories" and n["widgets_values"][0])
+    return formats.parse_trajectories(loader["widgets_values"][0])
+
+
+@pytest.mark.host
+def test_spline_coordinates_example_workflow(comfy_server):
+    outputs = comfy_server.run_ui_workflow(harness.ROOT / "example_workflows" / "trajectory_spline_coordinates.json")
+    texts = [text for output in outputs.values() for text in output.get("text", [])]
+    coord_str, per_track = exports.spline_coordinates(_workflow_tracks("trajectory_spline_coordinates.json"), 720, 480, 49)
+    assert len(texts) == 2 and coord_str in texts and len(json.loads(coord_str)) == 3
+    # PreviewAny writes the Python list of per-track strings as JSON
+    assert json.loads(next(text for text in texts if text != coord_str)) == per_track
+    images = [f for f in comfy_server.output_files(outputs) if f.suffix == ".png"]
+    assert len(images) == 1 and images[0].is_file()
+
+
+@pytest.mark.host
+def test_control_video_example_workflow(comfy_server):
+    outputs = comfy_server.run_ui_workflow(harness.ROOT / "example_workflows" / "trajectory_control_video.json")
+    videos = {f.name.split("_0")[0]: f for f in comfy_server.output_files(outputs) if f.suffix == ".mp4"}
+    assert sorted(videos) == ["motionkit_control_easyanimate", "motionkit_control_shapes"]
+    drawn = _workflow_tracks("trajectory_control_video.json")
+    for name, mode in (("motionkit_control_shapes", "shapes"), ("motionkit_control_easyanimate", "easyanimate_v5.1")):
+        frames = comfy_server.video_frames(videos[name])
+        expected = control_video.trajectories_to_control_video(drawn, 720, 480, 49, mode, "circle", 24.0)
+        assert len(frames) == 49 and frames[0].shape == (480, 720, 3)
+        decoded = torch.from_numpy(np.stack(frames[::12])).float() / 255
+        assert (decoded - expected[::12]).abs().mean() < 0.02  # up to video compression
