@@ -17,8 +17,9 @@ from trajectory_reference import (official_flow_to_image, official_pixel_tracks,
                                   official_select, official_video)
 
 pack = harness.import_pack()
-from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
+from motionkit.models.trajectory import control_video, data, exports, flow, formats, preview, resample  # noqa: E402
 from motionkit.nodes import trajectory as nodes  # noqa: E402
+from motionkit.nodes import trajectory_exports as export_nodes  # noqa: E402
 
 ROOT = harness.ROOT
 Track, Trajectories, TrajectoryError = data.Track, data.Trajectories, data.TrajectoryError
@@ -268,6 +269,10 @@ def _flow_of(trajectories, frames=9):
     return nodes.MotionKitTrajectoriesToFlow().flow(trajectories, 240, 160, frames, "arc_length", "global")[0]
 
 
+def _exported():
+    return _set([(10, 10), (200, 100)], [(50, 60)])
+
+
 BAD_INPUT = [
     # (case, action, expected error text or None for a documented clamp checked in the test)
     ("empty track", lambda: _flow_of(_set([], [(1, 1), (5, 5)])), "track 1 ('t0') is empty; give it at least one point"),
@@ -298,6 +303,19 @@ BAD_INPUT = [
         + "[" * 900 + "]" * 900 + "}]}"), "text: "),
     ("unsupported JSON version", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 7}'),
      "trajectory JSON version 7 is not supported; this MotionKit reads version 1"),
+    # the export nodes' inputs
+    ("colour not a colour", lambda: export_nodes.MotionKitTrajectoriesToControlVideo().render(
+        _exported(), 64, 48, 5, "shapes", "circle", 4.0, "#12345", "#000000"), "colour: '#12345' is not a colour"),
+    ("background not a colour", lambda: export_nodes.MotionKitTrajectoriesToControlVideo().render(
+        _exported(), 64, 48, 5, "shapes", "circle", 4.0, "white", "night"), "background: 'night' is not a colour"),
+    ("size 0", lambda: export_nodes.MotionKitTrajectoriesToControlVideo().render(
+        _exported(), 64, 48, 5, "shapes", "circle", 0.0, "white", "black"), "size: 0.0; give the shape's radius"),
+    ("unknown control mode", lambda: control_video.trajectories_to_control_video(_exported(), 64, 48, 5, "vace"),
+     "mode: 'vace' is not one of shapes, easyanimate_v5.1"),
+    ("unknown shape", lambda: control_video.trajectories_to_control_video(_exported(), 64, 48, 5, "shapes", "star"),
+     "shape: 'star' is not one of circle, square"),
+    ("Wan length 1", lambda: exports.wan_ati_tracks(_exported(), 64, 48, 1), "length: 1 frames; WanTrackToVideo needs at least 2"),
+    ("export size 0", lambda: exports.spline_coordinates(_exported(), 0, 48, 5), "width/height: the video is 0x48"),
     ("outside the canvas, clamp mode", None, None),
     ("more tracks than colours", None, None),
 ]

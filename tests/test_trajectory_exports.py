@@ -180,29 +180,6 @@ def test_shapes_follow_the_tracks_with_their_colour():
     assert torch.equal(over[0, 20, 8], torch.tensor([0, 1.0, 0]))
 
 
-BAD_EXPORT_INPUT = [
-    ("colour not a colour", lambda: nodes.MotionKitTrajectoriesToControlVideo().render(
-        _drawn(), 64, 48, 5, "shapes", "circle", 4.0, "#12345", "#000000"), "colour: '#12345' is not a colour"),
-    ("background not a colour", lambda: nodes.MotionKitTrajectoriesToControlVideo().render(
-        _drawn(), 64, 48, 5, "shapes", "circle", 4.0, "white", "night"), "background: 'night' is not a colour"),
-    ("size 0", lambda: nodes.MotionKitTrajectoriesToControlVideo().render(
-        _drawn(), 64, 48, 5, "shapes", "circle", 0.0, "white", "black"), "size: 0.0; give the shape's radius"),
-    ("unknown control mode", lambda: control_video.trajectories_to_control_video(_drawn(), 64, 48, 5, "vace"),
-     "mode: 'vace' is not one of shapes, easyanimate_v5.1"),
-    ("unknown shape", lambda: control_video.trajectories_to_control_video(_drawn(), 64, 48, 5, "shapes", "star"),
-     "shape: 'star' is not one of circle, square"),
-    ("Wan length 1", lambda: exports.wan_ati_tracks(_drawn(), 64, 48, 1), "length: 1 frames; WanTrackToVideo needs at least 2"),
-    ("export size 0", lambda: exports.spline_coordinates(_drawn(), 0, 48, 5), "width/height: the video is 0x48"),
-]
-
-
-@pytest.mark.parametrize("case,action,message", BAD_EXPORT_INPUT, ids=[c[0] for c in BAD_EXPORT_INPUT])
-def test_bad_export_input(case, action, message):
-    with pytest.raises(TrajectoryError) as error:
-        action()
-    assert message in str(error.value)
-
-
 def test_too_many_splines_for_cogvideox_wrapper_are_logged(caplog):
     many = Trajectories(64, 48, [Track([(i, 5), (i, 40)], f"t{i}") for i in range(10)])
     with caplog.at_level(logging.WARNING, logger="MotionKit"):
