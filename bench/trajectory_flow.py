@@ -8,8 +8,13 @@ separable blur, all in one run.
 - ours: Trajectories to Flow on the resampled tracks (the cheaper of the window and banded paths per frame),
   colouring and the IMAGE video included.
 
+A second table times Preview Trajectories (no images: dark frames) and Trajectory Error (49-frame 480x720 moving
+texture) at the same counts: both stay linear in tracks x frames.
+
 Random straight tracks, seeded. Each line also checks parity against the official output (max |flow difference|,
-RGB pixels differing off the colour-wheel seam). Best of --repeats, interleaved (the machine is shared).
+RGB pixels differing off the colour-wheel seam). Times are CPU seconds of this process (time.process_time) with
+one thread for torch and OpenCV: on a shared machine that measures the work and not the waiting for a core; on an
+idle machine it equals the wall time. Best of --repeats, interleaved.
 Run: .venv/bin/python bench/trajectory_flow.py [--torch-threads N] [--counts 1,3,10,100,500,2000] [--repeats 2]
 Both pipelines colour with torch, so they share --torch-threads (default 1); OpenCV runs with the same thread count.
 """
@@ -27,7 +32,7 @@ harness.import_pack()
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from motionkit.models.trajectory import data, flow, resample  # noqa: E402
+from motionkit.models.trajectory import data, flow, preview, resample, tracking  # noqa: E402
 from trajectory_reference import official_video  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 49, 480, 720
@@ -54,12 +59,22 @@ def dense_blur(pixels: torch.Tensor) -> None:
         cv2.sepFilter2D(frame, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT_101)
 
 
+def moving_texture() -> torch.Tensor:
+    """FRAMES frames of a blurred-noise texture moving 2 pixels right per frame: IMAGE [F, H, W, 3]."""
+    noise = np.random.default_rng(0).random((HEIGHT + 40, WIDTH + 2 * FRAMES + 40)).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), 2)
+    noise = (noise - noise.min()) / (noise.max() - noise.min())
+    frames = np.stack([np.roll(noise, 2 * t, axis=1)[20:20 + HEIGHT, 20:20 + WIDTH] for t in range(FRAMES)])
+    return torch.from_numpy(np.repeat(frames[..., None], 3, -1))
+
+
 def best(function, repeats: int) -> float:
+    """The least CPU time of `repeats` calls (one thread each, see the module docstring)."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return min(times)
 
 
@@ -74,7 +89,7 @@ def main():
     torch.set_num_threads(args.torch_threads)
     cv2.setNumThreads(args.torch_threads)
     print(f"frames {FRAMES}, {HEIGHT}x{WIDTH}, torch threads {torch.get_num_threads()}, "
-          f"OpenCV threads {cv2.getNumThreads()}, best of {args.repeats} interleaved")
+          f"OpenCV threads {cv2.getNumThreads()}, CPU seconds, best of {args.repeats} interleaved")
     print(f"{'tracks':>6} {'ours s':>8} {'official s':>10} {'dense blur s':>12} {'official/ours':>13} "
           f"{'ours/dense':>10} {'ours ms/track':>13} {'max|dflow|':>10} {'RGB off-seam':>12}")
     for count in [int(c) for c in args.counts.split(",")]:
@@ -102,6 +117,13 @@ def main():
             parity, official_text, ratio = f"{'-':>10} {'-':>12}", f"{'skipped':>10}", f"{'-':>13}"
         print(f"{count:6d} {ours:8.3f} {official_text} {dense:12.3f} {ratio} {ours / dense:9.2f}x "
               f"{1000 * ours / count:13.3f} {parity}", flush=True)
+    video = moving_texture()
+    print(f"\n{'tracks':>6} {'Preview Trajectories s':>22} {'Trajectory Error s':>18}")
+    for count in [int(c) for c in args.counts.split(",")]:
+        tracks = random_tracks(count)
+        drawn = best(lambda: preview.draw_trajectories(tracks), 1)
+        measured = best(lambda: tracking.trajectory_error(video, tracks), 1)
+        print(f"{count:6d} {drawn:22.3f} {measured:18.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -119,19 +119,27 @@ def flow_sources(pixels: torch.Tensor, width: int, height: int) -> FlowSources:
     return FlowSources(frame[last], x[last], y[last], disp[last])
 
 
+# Relative costs of the two paths' steps, in multiply-adds of the banded path's matrix products (measured on CPU,
+# bench/trajectory_flow.py): a multiply-add of the windows' small batched products, a window pixel produced and
+# coloured (found nonzero, indexed, scattered), a banded pixel coloured.
+WINDOW_PRODUCT_COST, WINDOW_PIXEL_COST, BANDED_PIXEL_COST = 8, 250, 35
+
+
 def _window_cost(count: int, size: int) -> int:
-    """Multiply-adds of the window path for one frame: every source's window sums every source (two bmm)."""
-    return 2 * count * count * size * size
+    """The window path's cost for one frame: every source's window sums every source (two batched products),
+    then each window pixel is kept, coloured and scattered."""
+    return WINDOW_PRODUCT_COST * 2 * count * count * size * size + WINDOW_PIXEL_COST * count * size * size
 
 
 def _banded_cost(y: torch.Tensor, height: int, width: int, reach: int) -> int:
-    """Multiply-adds of the banded separable path for one frame: covered rows x source rows in reach x 2 W."""
+    """The banded path's cost for one frame: covered rows x source rows in reach x 2 W multiply-adds, then every
+    covered pixel coloured."""
     rows = torch.unique(y)
     covered = min(height, int(rows.max()) + reach + 1) - max(0, int(rows.min()) - reach)
-    return covered * min(rows.numel(), BAND_ROWS + 2 * reach) * 2 * width + y.numel() * (2 * reach + 1) * 2
+    return covered * width * (min(rows.numel(), BAND_ROWS + 2 * reach) * 2 + BANDED_PIXEL_COST)
 
 
-BAND_ROWS = 64
+BAND_ROWS = 32
 """Output rows per matrix product of the banded path (bounds the wasted products of the band's edges)."""
 
 
@@ -174,49 +182,67 @@ def _window_flow(sources: FlowSources, frames: list[int], row_blur: torch.Tensor
     return tuple(torch.cat(parts) for parts in zip(*results))
 
 
+def blur_taps(blur: torch.Tensor, reach: int) -> torch.Tensor:
+    """[length, 2 reach + 1]: row p holds column p of a banded blur matrix at outputs p - reach .. p + reach
+    (zero past the ends): what a unit source at pixel p gives its neighbourhood."""
+    length = blur.shape[0]
+    outputs = torch.arange(length)[:, None] + torch.arange(-reach, reach + 1)
+    inside = (outputs >= 0) & (outputs < length)
+    return blur[outputs.clamp(0, length - 1), torch.arange(length)[:, None]] * inside
+
+
 def _banded_flow(x: torch.Tensor, y: torch.Tensor, disp: torch.Tensor, row_blur: torch.Tensor,
-                 col_blur: torch.Tensor, reach: tuple[int, int]) -> tuple[int, torch.Tensor]:
+                 col_taps: torch.Tensor, reach: tuple[int, int]) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Dense path for one frame, the exact separable blur of its sparse flow: each source row is blurred along x
     (a scatter of each source's column of the x blur matrix), then the rows covered are blurred along y as
-    products of banded blocks of the y blur matrix. Returns (first row, float32 [rows, W, 2])."""
-    height, width = row_blur.shape[0], col_blur.shape[0]
+    products of banded blocks of the y blur matrix. Returns (first row, u, v), u and v float32 [rows, W]."""
+    height, width = row_blur.shape[0], col_taps.shape[0]
     reach_y, reach_x = reach
     rows, slot = torch.unique(y, return_inverse=True)
-    cols = x[:, None] + torch.arange(-reach_x, reach_x + 1)
-    inside = (cols >= 0) & (cols < width)
-    cols = cols.clamp(0, width - 1)
-    weights = col_blur[cols, x[:, None]] * inside  # [S, taps]: zero weight where a tap leaves the frame
-    lines = torch.zeros(rows.numel() * width, 2, dtype=torch.float64)
-    lines.index_add_(0, (slot[:, None] * width + cols).reshape(-1), (weights[..., None] * disp[:, None, :]).reshape(-1, 2))
-    lines = lines.view(rows.numel(), width * 2)
+    if 2 * rows.numel() >= int(rows[-1] - rows[0]) + 1:  # most rows hold sources: keep every row (zero if none)
+        rows, slot = torch.arange(int(rows[0]), int(rows[-1]) + 1), y - rows[0]
+    cols = (x[:, None] + torch.arange(-reach_x, reach_x + 1)).clamp(0, width - 1)
+    weights = col_taps.index_select(0, x)  # [S, taps]: zero weight where a tap leaves the frame
+    lines = torch.zeros(rows.numel() * 2 * width, dtype=torch.float64)  # per source row: its u line, its v line
+    flat = (slot[:, None] * (2 * width) + cols).reshape(-1)
+    for channel in range(2):
+        lines.scatter_add_(0, flat + channel * width, (weights * disp[:, channel, None]).reshape(-1))
+    lines = lines.view(rows.numel(), 2 * width)
     top, bottom = max(0, int(rows[0]) - reach_y), min(height, int(rows[-1]) + reach_y + 1)
-    out = torch.zeros(bottom - top, width * 2, dtype=torch.float32)
-    for r0 in range(top, bottom, BAND_ROWS):
+    out = torch.zeros(2, bottom - top, width, dtype=torch.float32)
+    bounds = torch.searchsorted(rows, torch.arange(top, bottom + BAND_ROWS, BAND_ROWS).clamp(max=bottom)[:, None]
+                                + torch.tensor([-reach_y, reach_y])).tolist()
+    for band, r0 in enumerate(range(top, bottom, BAND_ROWS)):
         r1 = min(r0 + BAND_ROWS, bottom)
-        lo, hi = torch.searchsorted(rows, torch.tensor([r0 - reach_y, r1 + reach_y])).tolist()
-        if lo < hi:
-            out[r0 - top:r1 - top] = row_blur[r0:r1, rows[lo:hi]] @ lines[lo:hi]
-    return top, out.view(bottom - top, width, 2)
+        lo, hi = bounds[band][0], bounds[band + 1][1]
+        if lo == hi:
+            continue
+        first, last = int(rows[lo]), int(rows[hi - 1])
+        # rows held without a gap: a slice of the blur matrix
+        weights_y = row_blur[r0:r1, first:last + 1] if last - first + 1 == hi - lo else row_blur[r0:r1, rows[lo:hi]]
+        product = weights_y @ lines[lo:hi]
+        out[:, r0 - top:r1 - top] = product.view(r1 - r0, 2, width).transpose(0, 1)
+    return top, out[0], out[1]
 
 
 @dataclass
 class SmoothedFlow:
     """The smoothed flow of a video: sparse (frame, flat pixel, u, v) from the window path, and dense row blocks
-    {frame: (first row, float32 [rows, W, 2])} from the banded path. Pixels in neither are zero."""
+    {frame: (first row, u, v)}, float32 [rows, W] each, from the banded path. Pixels in neither are zero."""
 
     frames: int
     height: int
     width: int
     sparse: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-    blocks: dict[int, tuple[int, torch.Tensor]]
+    blocks: dict[int, tuple[int, torch.Tensor, torch.Tensor]]
 
     def dense(self) -> torch.Tensor:
         """[frames, H, W, 2] float32."""
         out = torch.zeros(self.frames, self.height, self.width, 2)
         frame, flat, u, v = self.sparse
         out.view(-1, 2)[flat] = torch.stack([u, v], 1)
-        for f, (top, block) in self.blocks.items():
-            out[f, top:top + block.shape[0]] = block
+        for f, (top, u, v) in self.blocks.items():
+            out[f, top:top + u.shape[0]] = torch.stack([u, v], -1)
         return out
 
 
@@ -232,6 +258,7 @@ def smoothed_flow(sources: FlowSources, frames: int, height: int, width: int, si
     kernel = gaussian_1d(size, sigma)
     row_blur, col_blur = blur_matrix(height, kernel), blur_matrix(width, kernel)
     reach = (min(size // 2, height - 1), min(size // 2, width - 1))
+    col_taps = blur_taps(col_blur, reach[1])
     windows, blocks = [], {}
     for f in torch.unique(sources.frame).tolist():
         x, y, disp = sources.of_frame(f)
@@ -241,7 +268,7 @@ def smoothed_flow(sources: FlowSources, frames: int, height: int, width: int, si
             windows.append(f)
         else:
             check_interrupt()
-            blocks[f] = _banded_flow(x, y, disp, row_blur, col_blur, reach)
+            blocks[f] = _banded_flow(x, y, disp, row_blur, col_taps, reach)
     if windows:
         sparse = _window_flow(sources, windows, row_blur, col_blur, size, check_interrupt)
     else:
@@ -281,9 +308,10 @@ def colour_levels(u: torch.Tensor, v: torch.Tensor, max_norm: torch.Tensor, whee
     """`colorize` as float32 levels 0..255, channels first [3, N]: the same float32 operations per element as
     torchvision's flow_to_image, its loop over the channels done at once and in place where it can."""
     scale = max_norm + torch.finfo(torch.float32).eps
-    nu, nv = u / scale, v / scale
-    norm = (nu.pow(2) + nv.pow(2)).sqrt_()
-    fk = torch.atan2(nv.neg_(), nu.neg_()).div_(torch.pi).add_(1).div_(2).mul_(wheel.shape[0] - 1)
+    # -(u / scale) is u / (-scale) exactly (IEEE division is correctly rounded and symmetric in sign)
+    neg_u, neg_v = u / -scale, v / -scale
+    norm = (neg_u.pow(2) + neg_v.pow(2)).sqrt_()
+    fk = torch.atan2(neg_v, neg_u).div_(torch.pi).add_(1).div_(2).mul_(wheel.shape[0] - 1)
     k0 = torch.floor(fk)
     f = fk.sub_(k0)
     k0 = k0.to(torch.long)
@@ -303,9 +331,30 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     pixels = track_pixels(trajectories, width, height)
     frames = pixels.shape[1]
     sources = flow_sources(pixels, width, height)
-    video = torch.ones(frames, height, width, 3)
     if sources.frame.numel() == 0:
-        return video
+        return torch.ones(frames, height, width, 3)
+    smoothed = smoothed_flow(sources, frames, height, width, size, sigma, path, check_interrupt)
+    frame, flat, u, v = smoothed.sparse
+    maxima = torch.zeros(frames).scatter_reduce(0, frame, (u.pow(2) + v.pow(2)).sqrt(), "amax")
+    for f, (_, block_u, block_v) in smoothed.blocks.items():  # sqrt is monotonic: the root of the largest square
+        maxima[f] = (block_u.pow(2) + block_v.pow(2)).max().sqrt()
+    if normalize == "global":
+        maxima = maxima.max().expand(frames)
+    wheel = middlebury_colorwheel()
+    # white (zero flow) wherever no block is written: whole frames without blocks, rows above and below a block
+    video = torch.empty(frames, height, width, 3)
+    for f in range(frames):
+        top, rows = (smoothed.blocks[f][0], smoothed.blocks[f][1].shape[0]) if f in smoothed.blocks else (0, 0)
+        video[f, :top] = 1
+        video[f, top + rows:] = 1
+    if flat.numel():
+        video.view(-1, 3).index_copy_(0, flat, colour_levels(u, v, maxima[frame], wheel).div_(255).T)
+    for f, (top, block_u, block_v) in smoothed.blocks.items():
+        check_interrupt()
+        rows = block_u.shape[0]
+        levels = colour_levels(block_u.view(-1), block_v.view(-1), maxima[f], wheel)
+        video[f, top:top + rows] = levels.div_(255).view(3, rows, width).permute(1, 2, 0)
+    return video
     smoothed = smoothed_flow(sources, frames, height, width, size, sigma, path, check_interrupt)
     frame, flat, u, v = smoothed.sparse
     norm = (u.pow(2) + v.pow(2)).sqrt()
