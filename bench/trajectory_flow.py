@@ -2,7 +2,7 @@
 separable blur, all in one run.
 
 - official: alibaba/Tora sat/utils/flow_utils.py `process_traj` + torchvision's flow_to_image (re-implemented in
-  tests/trajectory_reference.py): a dense cv2.filter2D of every frame, every pixel coloured;
+  references/trajectory_reference.py): a dense cv2.filter2D of every frame, every pixel coloured;
 - dense blur: cv2.sepFilter2D (float32, reflect-101) of every frame's sparse flow, the blur alone (no colouring):
   the floor the issue sets ("never slower than 1.2x the dense blur");
 - ours: Trajectories to Flow on the resampled tracks (the cheaper of the window and banded paths per frame),
@@ -15,25 +15,20 @@ Random straight tracks, seeded. Each line also checks parity against the officia
 RGB pixels differing off the colour-wheel seam). Times are CPU seconds of this process (time.process_time) with
 one thread for torch and OpenCV: on a shared machine that measures the work and not the waiting for a core; on an
 idle machine it equals the wall time. Best of --repeats, interleaved.
-Run: .venv/bin/python bench/trajectory_flow.py [--torch-threads N] [--counts 1,3,10,100,500,2000] [--repeats 2]
+Run: .venv/bin/python -m bench.trajectory_flow [--torch-threads N] [--counts 1,3,10,100,500,2000] [--repeats 2]
 Both pipelines colour with torch, so they share --torch-threads (default 1); OpenCV runs with the same thread count.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
-import harness  # noqa: E402
+from scripts import harness
 
 harness.import_pack()
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from motionkit.models.trajectory import data, flow, preview, resample, tracking  # noqa: E402
-from trajectory_reference import official_video  # noqa: E402
+from references.trajectory_reference import official_video  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH = 49, 480, 720
 

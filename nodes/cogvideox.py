@@ -29,7 +29,7 @@ class MotionKitLoadCogVideoX:
 
     def load(self, model_name, weight_dtype="default"):
         host.require_comfyui("Load CogVideoX (MotionKit)")
-        from ..models.cogvideox import comfy_glue
+        from ..models.comfy_glue import cogvideox as comfy_glue
 
         return (comfy_glue.load_cogvideox(host.model_path("diffusion_models", model_name), weight_dtype),)
 
@@ -76,7 +76,7 @@ class MotionKitLoadT5:
 
     def load(self, t5_name):
         host.require_comfyui("Load T5 (MotionKit)")
-        from ..models.cogvideox import comfy_glue
+        from ..models.comfy_glue import cogvideox as comfy_glue
 
         return (comfy_glue.load_t5(host.model_path("text_encoders", t5_name)),)
 
@@ -119,7 +119,7 @@ class MotionKitCogVideoXDynamicCFG:
 
     def patch(self, model):
         host.require_comfyui("CogVideoX Dynamic CFG (MotionKit)")
-        from ..models.cogvideox import comfy_glue
+        from ..models.comfy_glue import cogvideox as comfy_glue
 
         return (comfy_glue.with_dynamic_cfg(model),)
 

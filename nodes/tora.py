@@ -30,7 +30,7 @@ class MotionKitLoadTora:
     CATEGORY = CATEGORY
 
     def load(self, tora_name, extractor_name=NONE):
-        from ..models.tora.apply import load_tora
+        from ..models.tora.loading import load_tora
 
         paths = [host.model_path("tora", tora_name)]
         if extractor_name != NONE:
@@ -64,7 +64,7 @@ class MotionKitApplyTora:
 
     def apply(self, model, tora, motion_latents, strength, start_percent=0.0, end_percent=1.0):
         host.require_comfyui("Apply Tora (MotionKit)")
-        from ..models.tora.apply import apply_tora
+        from ..models.comfy_glue.tora import apply_tora
 
         return (apply_tora(model, tora, motion_latents["samples"], strength, start_percent, end_percent),)
 

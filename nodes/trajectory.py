@@ -11,15 +11,20 @@ CATEGORY = "MotionKit/Trajectory"
 _SIZE = {"min": 2, "max": 8192, "step": 1}
 
 
-def _frames_input(default: int, tooltip: str):
-    return ("INT", {"default": default, "min": 2, "max": 4096, "tooltip": tooltip})
+def _frames_input(default: int, tooltip: str, least: int = 2):
+    return ("INT", {"default": default, "min": least, "max": 4096, "tooltip": tooltip})
+
+
+_FROM_TRAJECTORIES = " 0: the frame count the trajectories carry (Draw Trajectories' num_frames, the tracked video's)."
 
 
 class MotionKitDrawTrajectories:
     DESCRIPTION = ("Draw object trajectories on the first frame, right in the node: click to add points to the "
-                   "selected track, drag to move them, click on a line to insert, right-click to delete. Several "
-                   "tracks in distinct colours; the dots show where each object is at every frame. The drawing is "
-                   "kept in the workflow as versioned JSON (see the README).")
+                   "selected track or drag on empty canvas to draw a track freehand; drag points to move them, click "
+                   "on a line to insert, right-click to delete. Per track: polyline or spline (tension), start and "
+                   "end frame, easing; per point: its frame. The timeline plays every object's position at each "
+                   "frame. The output carries width, height and num_frames, so downstream nodes can take them from "
+                   "it. The drawing is kept in the workflow as versioned JSON (see the README).")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -27,7 +32,8 @@ class MotionKitDrawTrajectories:
             "required": {
                 "width": ("INT", dict(_SIZE, default=720, tooltip="Canvas width in pixels: the video width.")),
                 "height": ("INT", dict(_SIZE, default=480, tooltip="Canvas height in pixels: the video height.")),
-                "num_frames": _frames_input(49, "Frame count used to show where each object is at every frame."),
+                "num_frames": _frames_input(49, "Frames of the video (Tora: 49). The trajectories carry it: Resample "
+                                                "Trajectories and Trajectories to Flow take it when set to 0."),
                 "trajectory_data": ("STRING", {"default": "", "multiline": False,
                                                "tooltip": "The drawing as MotionKit trajectory JSON; written by the canvas."}),
             },
@@ -43,9 +49,10 @@ class MotionKitDrawTrajectories:
     CATEGORY = CATEGORY
 
     def draw(self, width, height, num_frames, trajectory_data, reference_image=None):
+        traj_data.validate_clip(width, height, num_frames)
         drawn = formats.parse_trajectories(trajectory_data, "motionkit_json", what="trajectory_data")
         result = traj_data.rescale(drawn, width, height)
-        result.num_frames = None
+        result.num_frames = num_frames
         ui = {}
         if reference_image is not None:
             name = preview.save_reference_image(reference_image, host.temp_directory())
@@ -94,7 +101,7 @@ class MotionKitResampleTrajectories:
         return {
             "required": {
                 "trajectories": (TRAJECTORY, {"tooltip": "Tracks to resample."}),
-                "num_frames": _frames_input(49, "Frames of the video (Tora: 49)."),
+                "num_frames": _frames_input(0, "Frames of the video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
                 "mode": (list(resample.MODES), {"default": "arc_length", "tooltip": "How points are chosen per frame."}),
                 "out_of_frame": (list(resample.OUT_OF_FRAME), {"default": "clamp", "tooltip": "Points outside the canvas: "
                                                                 "clamp to the edge (logged) or stop with an error."}),
@@ -107,7 +114,8 @@ class MotionKitResampleTrajectories:
     CATEGORY = CATEGORY
 
     def resample(self, trajectories, num_frames, mode, out_of_frame):
-        return (resample.resample(trajectories, num_frames, mode, out_of_frame),)
+        frames = resample.frame_count(num_frames, trajectories)
+        return (resample.resample(trajectories, frames, mode, out_of_frame),)
 
 
 class MotionKitTrajectoriesToFlow:
@@ -120,9 +128,9 @@ class MotionKitTrajectoriesToFlow:
         return {
             "required": {
                 "trajectories": (TRAJECTORY, {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
-                "width": ("INT", dict(_SIZE, default=720, tooltip="Video width in pixels.")),
-                "height": ("INT", dict(_SIZE, default=480, tooltip="Video height in pixels.")),
-                "num_frames": _frames_input(49, "Frames of the flow video (Tora: 49)."),
+                "width": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video width in pixels; 0: the trajectories' canvas width.")),
+                "height": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video height in pixels; 0: the trajectories' canvas height.")),
+                "num_frames": _frames_input(0, "Frames of the flow video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
                 "resample_mode": (list(resample.MODES), {"default": "arc_length",
                                                          "tooltip": "arc_length: used when the tracks are not yet one point per frame. tora_official (Tora's "
                                                                     "CLI and .txt files) and tora_app (drawings from Tora's 720x480 app): "
@@ -138,6 +146,8 @@ class MotionKitTrajectoriesToFlow:
     CATEGORY = CATEGORY
 
     def flow(self, trajectories, width, height, num_frames, resample_mode, normalize):
+        num_frames = resample.frame_count(num_frames, trajectories)
+        width, height = width or trajectories.width, height or trajectories.height
         if resample_mode != "arc_length" or not (trajectories.per_frame() and trajectories.num_frames == num_frames):
             trajectories = resample.resample(trajectories, num_frames, resample_mode, "clamp")
         video = traj_flow.trajectories_to_flow_video(trajectories, width, height, normalize,

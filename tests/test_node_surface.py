@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-import harness
+from scripts import harness
 
 pack = harness.import_pack()
 types = importlib.import_module("motionkit.nodes.types")

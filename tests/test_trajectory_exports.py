@@ -2,24 +2,20 @@
 (read the way CogVideoXWrapper's Tora nodes read them), control videos (EasyAnimate V5.1's official rendering)."""
 import json
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import harness
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trajectory_reference import official_pixel_tracks, official_scale_to_256, official_video  # noqa: E402
+from references.easyanimate_trajectory import official_control_video, official_heatmap
+from references.trajectory_reference import official_pixel_tracks, official_scale_to_256, official_video
+from scripts import harness
 
 harness.import_pack()
-from motionkit.models.trajectory import control_video, data, exports, flow, formats, resample  # noqa: E402
-from motionkit.models.trajectory.data import Track, Trajectories, TrajectoryError  # noqa: E402
+from motionkit.models.trajectory import control_video, exports, flow, formats  # noqa: E402
+from motionkit.models.trajectory.data import Track, Trajectories  # noqa: E402
 from motionkit.nodes import trajectory as trajectory_nodes  # noqa: E402
 from motionkit.nodes import trajectory_exports as nodes  # noqa: E402
-from references.easyanimate_trajectory import official_control_video  # noqa: E402
 
 
 def _drawn():
@@ -156,8 +152,6 @@ def test_easyanimate_mode_renders_what_the_official_workflow_renders(width, heig
 
 
 def test_easyanimate_heatmap_is_the_official_one():
-    from references.easyanimate_trajectory import official_heatmap
-
     assert np.array_equal(control_video.easyanimate_heatmap(), official_heatmap())
     assert control_video.easyanimate_box_half_side(720, 480) == 30
     assert control_video.easyanimate_box_half_side(1280, 720) == 50

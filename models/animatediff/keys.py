@@ -62,6 +62,8 @@ LORA_RENAMES: list[tuple[re.Pattern, str]] = [
 
 SD_TYPES = {4: "SD1.5", 3: "SDXL"}
 ACROSS_FRAMES, PER_FRAME = "across frames", "per frame"
+GROUPNORM_MODES = ("auto", PER_FRAME, ACROSS_FRAMES)
+"""Apply Motion Module's groupnorm choices: auto takes the version's own."""
 
 
 class MotionFileError(MotionKitError):

@@ -9,11 +9,11 @@ Published layouts:
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 
 import torch
+from .. import model_file
 from ..errors import MotionKitError
 
 PREFIXES = ("model.diffusion_model.", "transformer.", "")
@@ -77,8 +77,7 @@ def read_folder_config(path: str) -> dict | None:
     config = os.path.join(os.path.dirname(path), "config.json")
     if not os.path.isfile(config):
         return None
-    with open(config) as f:
-        data = json.load(f)
+    data = model_file.read_json(config, "transformer config")
     return data if data.get("_class_name", "").startswith(("CogVideoX", "Tora")) else None
 
 
@@ -152,8 +151,7 @@ def snr_shift_scale(path: str, config: dict) -> float:
     (CogVideoX-2B: 3.0, the 5B family: 1.0)."""
     scheduler = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "scheduler", "scheduler_config.json")
     if os.path.isfile(scheduler):
-        with open(scheduler) as f:
-            value = json.load(f).get("snr_shift_scale")
+        value = model_file.read_json(scheduler, "scheduler config").get("snr_shift_scale")
         if value is not None:
             return float(value)
     return 1.0 if config["use_rotary_positional_embeddings"] else 3.0
