@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ..models import host
-from ..models.trajectory import control_video, exports
+from ..models.trajectory import control_video, exports, resample
 from . import types
 
 CATEGORY = "MotionKit/Trajectory"
 _SIZE = {"min": 1, "max": 8192, "step": 1}
+_FROM_TRAJECTORIES = " 0: the frame count the trajectories carry (Draw Trajectories' num_frames, the tracked video's)."
 
 
 class MotionKitTrajectoriesToWanTracks:
@@ -20,8 +21,8 @@ class MotionKitTrajectoriesToWanTracks:
             "trajectories": (types.TRAJECTORY, {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
             "width": ("INT", dict(_SIZE, default=832, tooltip="Video width: WanTrackToVideo's width.")),
             "height": ("INT", dict(_SIZE, default=480, tooltip="Video height: WanTrackToVideo's height.")),
-            "length": ("INT", {"default": 81, "min": 2, "max": 4096,
-                               "tooltip": "Video frames: WanTrackToVideo's length (Wan: 4n + 1, e.g. 81)."}),
+            "length": ("INT", {"default": 81, "min": 0, "max": 4096,
+                               "tooltip": "Video frames: WanTrackToVideo's length (Wan: 4n + 1, e.g. 81)." + _FROM_TRAJECTORIES}),
         }}
 
     RETURN_TYPES = ("STRING",)
@@ -30,7 +31,7 @@ class MotionKitTrajectoriesToWanTracks:
     CATEGORY = CATEGORY
 
     def export(self, trajectories, width, height, length):
-        return (exports.wan_ati_tracks(trajectories, width, height, length),)
+        return (exports.wan_ati_tracks(trajectories, width, height, resample.frame_count(length, trajectories, "length")),)
 
 
 class MotionKitTrajectoriesToSplineCoordinates:
@@ -45,8 +46,9 @@ class MotionKitTrajectoriesToSplineCoordinates:
             "trajectories": (types.TRAJECTORY, {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
             "width": ("INT", dict(_SIZE, default=720, tooltip="Canvas width: the Spline Editor's mask_width (the video width).")),
             "height": ("INT", dict(_SIZE, default=480, tooltip="Canvas height: the Spline Editor's mask_height.")),
-            "num_frames": ("INT", {"default": 49, "min": 2, "max": 4096,
-                                   "tooltip": "Points per track: the Spline Editor's points_to_sample (the frame count)."}),
+            "num_frames": ("INT", {"default": 0, "min": 0, "max": 4096,
+                                   "tooltip": "Points per track: the Spline Editor's points_to_sample (the frame count)."
+                                              + _FROM_TRAJECTORIES}),
         }}
 
     RETURN_TYPES = ("STRING", "STRING")
@@ -55,7 +57,7 @@ class MotionKitTrajectoriesToSplineCoordinates:
     CATEGORY = CATEGORY
 
     def export(self, trajectories, width, height, num_frames):
-        return exports.spline_coordinates(trajectories, width, height, num_frames)
+        return exports.spline_coordinates(trajectories, width, height, resample.frame_count(num_frames, trajectories))
 
 
 class MotionKitTrajectoriesToControlVideo:
@@ -71,7 +73,8 @@ class MotionKitTrajectoriesToControlVideo:
                 "trajectories": (types.TRAJECTORY, {"tooltip": "Tracks; resampled to the frame count (arc length, timing kept)."}),
                 "width": ("INT", dict(_SIZE, default=720, tooltip="Video width (taken from images when given).")),
                 "height": ("INT", dict(_SIZE, default=480, tooltip="Video height (taken from images when given).")),
-                "num_frames": ("INT", {"default": 49, "min": 1, "max": 4096, "tooltip": "Frames of the control video."}),
+                "num_frames": ("INT", {"default": 0, "min": 0, "max": 4096,
+                                       "tooltip": "Frames of the control video." + _FROM_TRAJECTORIES}),
                 "mode": (list(control_video.MODES), {"default": "shapes", "tooltip": "shapes: your shape, size and "
                          "colours; easyanimate_v5.1: the official EasyAnimate trajectory-control rendering."}),
                 "shape": (list(control_video.SHAPES), {"default": "circle", "tooltip": "The shape drawn at each position."}),
@@ -93,7 +96,7 @@ class MotionKitTrajectoriesToControlVideo:
 
     def render(self, trajectories, width, height, num_frames, mode, shape, size, colour, background, images=None):
         video = control_video.trajectories_to_control_video(
-            trajectories, width, height, num_frames, mode, shape, size, colour, background,
+            trajectories, width, height, resample.frame_count(num_frames, trajectories), mode, shape, size, colour, background,
             None if images is None else images.cpu(), host.check_interrupt)
         return (video.to(host.intermediate_device()),)
 

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.utils import flow_to_image
 
+from references.trajectory_reference import official_pixel_tracks, official_scale_to_256, official_select, official_video
 from scripts import harness
-
-from references.trajectory_reference import (official_flow_to_image, official_pixel_tracks,  # noqa: E402
-                                             official_scale_to_256, official_select, official_video)
 
 pack = harness.import_pack()
 from motionkit.models.trajectory import control_video, data, exports, flow, formats, preview, resample  # noqa: E402
@@ -253,7 +252,7 @@ def test_colorize_equals_flow_to_image_bit_for_bit():
     generator = torch.Generator().manual_seed(0)
     u, v = torch.randn(20000, generator=generator) * 3, torch.randn(20000, generator=generator) * 3
     u[::7], v[::7], v[::11], u[::13] = 0, 0, 0, -1e-30  # zero flow, the seam, a tiny negative
-    expected = official_flow_to_image(torch.stack([u, v]).view(1, 2, 1, -1))[0, :, 0].T
+    expected = flow_to_image(torch.stack([u, v]).view(1, 2, 1, -1))[0, :, 0].T
     ours = flow.colorize(u, v, (u * u + v * v).sqrt().max(), flow.middlebury_colorwheel())
     assert torch.equal(ours, expected)
 

@@ -110,6 +110,11 @@ def test_spline_coordinates_are_kjnodes_coord_strings():
     one = Trajectories(720, 480, [Track([(10.6, 20.5), (30.5, 40.4)], "a")])
     single, _ = nodes.MotionKitTrajectoriesToSplineCoordinates().export(one, 720, 480, 2)
     assert single == '[{"x": 11, "y": 20}, {"x": 30, "y": 40}]'  # one spline: a flat list, round half to even
+    # 0 frames: the count the trajectories carry (25 here)
+    assert nodes.MotionKitTrajectoriesToSplineCoordinates().export(_drawn(), 720, 480, 0)[0] == coord_str
+    assert nodes.MotionKitTrajectoriesToControlVideo().render(_drawn(), 72, 48, 0, "shapes", "circle", 2.0, "white",
+                                                              "black")[0].shape == (25, 48, 72, 3)
+    assert len(json.loads(nodes.MotionKitTrajectoriesToWanTracks().export(_drawn(), 72, 48, 0)[0])[0]) == 121
     reloaded = formats.parse_trajectories(coord_str, "kjnodes_spline", 720, 480)
     assert [len(t.points) for t in reloaded.tracks] == [25, 25, 25]
 
