@@ -1,5 +1,6 @@
 """Tora: extractor/fuser parity with the official semantics, every checkpoint layout, and Apply Tora in ComfyUI."""
 import argparse
+import json
 import sys
 
 import pytest
@@ -82,6 +83,50 @@ def test_every_published_layout_loads_the_same_weights(tmp_path, layout):
     assert all(torch.equal(loaded[k], sd[k]) for k in sd)
     model = loading.build(loaded, layout)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def _write_sharded_tora(folder, sd, with_index=True):
+    """The diffusers Tora transformer as 3 shards + index: CogVideoX tensors in shard 1, the fusers in shard 2,
+    the extractor and the rest of the CogVideoX tensors in shard 3 (diffusers' save_pretrained layout)."""
+    cogvideox = {"patch_embed.proj.weight": torch.zeros(2, 16, 2, 2), "proj_out.weight": torch.zeros(2, 2),
+                 "norm_out.linear.weight": torch.ones(4, 2)}
+    shards = [dict(list(cogvideox.items())[:2]),
+              {k: v for k, v in sd.items() if k.startswith("fuser.")},
+              {**{k: v for k, v in sd.items() if k.startswith("traj_extractor.")}, **dict(list(cogvideox.items())[2:])}]
+    weight_map = {}
+    for i, tensors in enumerate(shards, 1):
+        name = f"diffusion_pytorch_model-{i:05d}-of-00003.safetensors"
+        safetensors.torch.save_file(tensors, str(folder / name))
+        weight_map.update({k: name for k in tensors})
+    if with_index:
+        (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    return [folder / f"diffusion_pytorch_model-{i:05d}-of-00003.safetensors" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("with_index", [True, False])
+@pytest.mark.parametrize("given", [0, 1, 2])
+def test_any_shard_of_the_diffusers_tora_transformer_loads_the_tora_tensors(tmp_path, given, with_index):
+    sd = tiny_tora.tiny_state_dict()
+    shards = _write_sharded_tora(tmp_path, sd, with_index)
+    loaded = loading.load_state_dicts([str(shards[given])])
+    assert set(loaded) == set(sd) and all(torch.equal(loaded[k], sd[k]) for k in sd)
+
+
+def test_sharded_tora_errors_name_the_missing_shard_and_plain_cogvideox(tmp_path):
+    shards = _write_sharded_tora(tmp_path, tiny_tora.tiny_state_dict())
+    shards[1].unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        loading.load_state_dicts([str(shards[0])])
+    assert "diffusion_pytorch_model-00002-of-00003.safetensors is missing" in str(error.value)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for i in (1, 2):
+        safetensors.torch.save_file({f"blocks.{i}.w": torch.zeros(1)},
+                                    str(plain / f"diffusion_pytorch_model-{i:05d}-of-00002.safetensors"))
+    with pytest.raises(keys.ToraFormatError) as error:
+        loading.load_state_dicts([str(plain / "diffusion_pytorch_model-00001-of-00002.safetensors")])
+    assert "without Tora weights" in str(error.value) and "MotionKit Load CogVideoX" in str(error.value)
 
 
 def test_full_size_published_layouts_on_meta():
