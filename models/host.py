@@ -26,6 +26,7 @@ try:
     import comfy.model_sampling
     import comfy.ops
     import comfy.patcher_extension
+    import comfy.samplers
     import comfy.sd
     import comfy.supported_models_base
     import comfy.text_encoders.sd3_clip

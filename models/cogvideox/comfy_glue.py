@@ -13,7 +13,7 @@ import os
 import torch
 
 from .. import host
-from . import keys
+from . import keys, sampling
 from .transformer import CogVideoXTransformer
 
 comfy = host.comfy
@@ -200,6 +200,27 @@ def load_t5(path: str):
         raise ValueError(f"{source} does not fill the T5 encoder read from its shapes ({config}): missing "
                          f"{missing[:8]}, unexpected {unexpected[:8]}")
     return clip
+
+
+# ---------------------------------------------------------------- the official DDIM / DPM steps
+def official_sampler(name: str):
+    """A core SAMPLER (comfy.samplers.KSAMPLER) that steps as the official scheduler `name` does."""
+    step = sampling.OFFICIAL_SAMPLERS[name]
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        model_sampling = model.inner_model.inner_model.model_sampling
+        if not isinstance(model_sampling, CogVideoXModelSampling):
+            raise ValueError(f"MotionKit CogVideoX Sampler ({name}) steps CogVideoX's own schedule; the sampled model "
+                             f"is a {type(model.inner_model.inner_model).__name__}: use a core sampler for it, or "
+                             f"load a CogVideoX model with MotionKit Load CogVideoX")
+
+        def timestep_of(sigma):
+            return int(round(float(model_sampling.timestep(sigma.reshape(1)).item())))
+
+        return step(model, x, sigmas, extra_args, callback, disable,
+                    alphas_cumprod=cogvideox_alphas_cumprod(model_sampling.snr_shift_scale), timestep_of=timestep_of)
+
+    return comfy.samplers.KSAMPLER(sample)
 
 
 # ---------------------------------------------------------------- dynamic CFG
