@@ -392,3 +392,58 @@ def test_example_workflow_drives_core_ksampler_with_tora(comfy_server, tmp_path)
     unguided = comfy_server.video_frames(unguided_video)
     assert len(unguided) == 9
     assert np.abs(np.stack(guided).astype(int) - np.stack(unguided).astype(int)).mean() > 0.5
+
+
+# ---------------------------------------------------------------- image to video
+@pytest.fixture
+def tiny_i2v_models(tmp_path):
+    from tiny_checkpoints import tora_i2v
+
+    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.tora.apply import load_tora
+
+    dit, _config, tora_file = tora_i2v.write(tmp_path)
+    return comfy_glue.load_cogvideox(str(dit)), load_tora([str(tora_file)])
+
+
+@pytest.mark.host
+def test_tora_on_the_i2v_model_matches_diffusers_i2v_plus_official_tora(tiny_i2v_models):
+    """Tora I2V (SAT-layout weights) on CogVideoX-5B-I2V: the start image's latent beside the noise, the fusers
+    after each block's first norm, as the official DiT (learned positions, 32 input channels)."""
+    from tiny_checkpoints import tora_i2v
+
+    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.tora.apply import apply_tora
+    from motionkit.nodes.cogvideox import MotionKitCogVideoXImageToVideo
+
+    cog, tora = tiny_i2v_models
+    assert cog.model.diffusion_model.in_channels == 32
+    torch.manual_seed(5)
+    motion, start = torch.randn(1, 16, 3, 8, 12), torch.randn(1, 16, 3, 8, 12)
+    positive, negative = [[torch.randn(1, 226, 64), {}]], [[torch.randn(1, 226, 64), {}]]
+    positive, negative = MotionKitCogVideoXImageToVideo().attach(positive, negative, {"samples": start})
+    patched = apply_tora(cog, tora, motion, strength=1.0)
+    x = torch.randn(2, 16, 3, 8, 12) * 3  # a CFG batch
+    context = torch.cat([positive[0][0], negative[0][0]])
+    concat = cog.model.extra_conds(noise=x, **positive[0][1])["c_concat"].cond
+    assert torch.equal(concat[:, :, 0], start[:, :, 0].expand(2, -1, -1, -1)) and not concat[:, :, 1:].any()
+    ref_tora = reference_tora(tora_i2v.tiny_tora_state_dict(), tiny_tora.TINY_CONFIG)
+    config = {k: v for k, v in tora_i2v.I2V_CONFIG.items() if k != "use_rotary_positional_embeddings"}
+    dit = reference_dit(config, tora_i2v.tiny_dit_state_dict())
+    alphas = comfy_glue.cogvideox_alphas_cumprod(1.0)
+    for timestep in (800, 250):
+        sigma = cog.model.model_sampling.sigmas[timestep].expand(2)
+        options = {"sigmas": sigma, **patched.model_options.get("transformer_options", {})}
+        with torch.no_grad():
+            got = patched.model.apply_model(x, sigma, c_concat=concat, c_crossattn=context, transformer_options=options)
+            plain = cog.model.apply_model(x, sigma, c_concat=concat, c_crossattn=context)
+        a = alphas[timestep].float()
+        sample = x * a.sqrt()
+        # the official I2V loop: [noise latents | image latents] along the channels, the flow repeated for CFG
+        model_input = torch.cat([sample, concat], dim=1).transpose(1, 2)
+        with torch.no_grad():
+            v = reference_denoise(ref_tora, dit, model_input, context, torch.tensor([timestep] * 2),
+                                  torch.cat([motion] * 2).transpose(1, 2), reference_rope(3, 4, 6, base=(4, 6)))
+        expected = a.sqrt() * sample - (1 - a).sqrt() * v.transpose(1, 2)
+        assert (got - expected).abs().max().item() <= 1e-5 * max(1.0, expected.abs().max().item())
+        assert (got - plain).abs().max().item() > 1e-3
