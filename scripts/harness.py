@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -91,6 +92,8 @@ class ComfyServer:
             raise RuntimeError(f"ComfyUI did not start:\n{started.stderr}")
         self.work = Path(started.stdout.strip())
         self.output_dir = self.work / "base" / "output"
+        for image in (ROOT / "example_workflows" / "input").glob("*"):  # what the example workflows' Load Image nodes read
+            shutil.copy(image, self.work / "base" / "input" / image.name)
 
     @property
     def base_url(self) -> str:

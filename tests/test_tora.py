@@ -447,3 +447,25 @@ def test_tora_on_the_i2v_model_matches_diffusers_i2v_plus_official_tora(tiny_i2v
         expected = a.sqrt() * sample - (1 - a).sqrt() * v.transpose(1, 2)
         assert (got - expected).abs().max().item() <= 1e-5 * max(1.0, expected.abs().max().item())
         assert (got - plain).abs().max().item() > 1e-3
+
+
+@pytest.mark.host
+def test_image_to_video_workflow_runs_tora_on_the_i2v_model(comfy_server, tmp_path):
+    import json
+
+    import numpy as np
+
+    workflow = harness.ROOT / "example_workflows" / "tora_image_to_video.json"
+    api = tmp_path / "api.json"
+    outputs = comfy_server.run_ui_workflow(workflow, api_out=api)
+    prompt = json.loads(api.read_text())
+    types = {node["class_type"] for node in prompt.values()}
+    assert {"LoadImage", "MotionKitCogVideoXImageToVideo", "MotionKitApplyTora", "KSampler",
+            "MotionKitSliceVAEDecode", "SaveVideo"} <= types
+    loaders = {node["class_type"]: node["inputs"] for node in prompt.values()}
+    assert loaders["MotionKitLoadCogVideoX"]["model_name"].startswith("motionkit_tiny_cogvideox_i2v")
+    assert loaders["MotionKitLoadTora"]["tora_name"] == "motionkit_tiny_tora_i2v_sat.safetensors"
+    (video,) = [f for f in comfy_server.output_files(outputs) if f.name.startswith("motionkit_tora_i2v")]
+    frames = comfy_server.video_frames(video)
+    assert len(frames) == 9 and frames[0].shape == (64, 96, 3)
+    assert np.stack(frames).std() > 1.0  # a decoded video, not a constant
