@@ -220,6 +220,7 @@ def main() -> int:
     parser.add_argument("--trace", action="store_true", help="trace the full-size GPU memory of one CFG step (fake "
                         "tensors; --config is 5b, --dtype bf16)")
     parser.add_argument("--card-gib", type=float, default=24.0, help="--trace: the card ComfyUI loads onto")
+    parser.add_argument("--json", action="store_true", help="--trace: also print the figures (bytes) as a JSON line")
     args = parser.parse_args()
     for key, run, traced in (("frames", 25, 49), ("height", 128, 480), ("width", 192, 720)):
         if getattr(args, key) is None:
@@ -230,7 +231,7 @@ def main() -> int:
         print(json.dumps((run_ours if args.side == "ours" else run_reference)(args)))
         return 0
     runs = {"reference": [], "ours": []}
-    passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side", "trace", "card_gib")]
+    passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side", "trace", "card_gib", "json")]
     for _ in range(args.repeat):
         for side in ("reference", "ours"):
             done = subprocess.run([sys.executable, __file__, *passed, "--side", side], capture_output=True, text=True)
@@ -424,6 +425,10 @@ def print_trace(args) -> int:
     fits = weights + peak + CUDA_CONTEXT_GIB * GIB <= args.card_gib * GIB
     print(f"activation peak ours/reference {peak / ref_peak:.2f}x; ours {'fits' if fits else 'does NOT fit'} a "
           f"{args.card_gib:g} GiB card (with {CUDA_CONTEXT_GIB} GiB for the CUDA context)")
+    if args.json:
+        print(json.dumps({"ours_weights": weights, "ours_peak": peak, "streamed_layers": streamed,
+                          "reference_weights": ref_weights, "reference_peak": ref_peak, "card": args.card_gib * GIB,
+                          "cuda_context": CUDA_CONTEXT_GIB * GIB}))
     return 0
 
 

@@ -469,3 +469,23 @@ def test_image_to_video_workflow_runs_tora_on_the_i2v_model(comfy_server, tmp_pa
     frames = comfy_server.video_frames(video)
     assert len(frames) == 9 and frames[0].shape == (64, 96, 3)
     assert np.stack(frames).std() > 1.0  # a decoded video, not a constant
+
+
+# ---------------------------------------------------------------- full-size memory
+@pytest.mark.host
+def test_full_size_trace_fits_24_gib_at_half_the_reference_activation_peak():
+    """bench/tora.py --trace (CogVideoX-5B + Tora, bf16, 49x480x720, one CFG step, fake tensors) in a fresh
+    process, where ComfyUI picks its GPU attention (SDPA) as on a card."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(harness.ROOT / "bench" / "tora.py"), "--trace", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    # ComfyUI loads all of CogVideoX-5B and Tora on a 24 GiB card: the weights the reference keeps on the GPU
+    assert figures["streamed_layers"] == 0  # (ours also counts buffers: the schedule, BatchNorm statistics)
+    assert 0 <= figures["ours_weights"] - figures["reference_weights"] < 2 ** 20
+    assert 11.6 * 2 ** 30 < figures["ours_weights"] < 11.7 * 2 ** 30
+    assert figures["ours_peak"] <= 0.5 * figures["reference_peak"], figures
+    assert figures["ours_weights"] + figures["ours_peak"] + figures["cuda_context"] <= figures["card"]
