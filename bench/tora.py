@@ -1,7 +1,7 @@
 """Benchmark: Tora-guided CogVideoX sampling, this pack (core KSampler) vs the diffusers reference.
 
-    .venv/bin/python bench/tora.py                      # tiny 5B-shaped DiT on CPU (CI-sized)
-    .venv/bin/python bench/tora.py --config 5b --device cuda --dtype bf16 --frames 49 --height 480 \\
+    .venv/bin/python -m bench.tora                      # tiny 5B-shaped DiT on CPU (CI-sized)
+    .venv/bin/python -m bench.tora --config 5b --device cuda --dtype bf16 --frames 49 --height 480 \\
         --width 720 --steps 50 --repeat 1               # CogVideoX-5B-sized random weights on a GPU
 
 Both sides run the same random weights (a CogVideoX-5B-shaped DiT and Tora modules) for the same
@@ -10,18 +10,18 @@ number of steps with CFG (batch 2 per step), each in a fresh subprocess so its p
 - ours: MotionKit's CogVideoX model + Apply Tora, sampled by ComfyUI's common_ksampler (euler), with
   ComfyUI's model management (weights loaded to the device by ComfyUI, offloaded as it sees fit);
 - reference: diffusers' CogVideoXTransformer3DModel with the official Tora extractor and fusers
-  (tests/tora_reference.py), stepped by CogVideoXDDIMScheduler (the official pipeline's loop,
+  (references/tora_reference.py), stepped by CogVideoXDDIMScheduler (the official pipeline's loop,
   extractor run every step as the official code does), everything on the device.
 One warm-up step precedes each timed run. Prints seconds and peak MiB per side (the best of --repeat
 alternating runs) and the ratios ours/reference.
 
-    .venv/bin/python bench/tora.py --trace               # full-size GPU memory trace, no GPU needed (~1 min)
-    .venv/bin/python bench/tora.py --trace --card-gib 12 --frames 49 --height 480 --width 720
+    .venv/bin/python -m bench.tora --trace               # full-size GPU memory trace, no GPU needed (~1 min)
+    .venv/bin/python -m bench.tora --trace --card-gib 12 --frames 49 --height 480 --width 720
 
 `--trace` traces one CFG step (batch 2) of CogVideoX-5B with Tora's 42 fusers and extractor, bf16,
 on fake tensors (torch FakeTensorMode; fake tensors on the meta device stand for the GPU, as
 bench/motion_vae_memory.py does) and prints the GPU-resident weights and the activation peak
-(bench/peak_memory.PeakMemory: the most bytes of GPU-side tensors alive at once, weights excluded):
+(references/peak_memory.PeakMemory: the most bytes of GPU-side tensors alive at once, weights excluded):
 - ours: ComfyUI's model management decides what is resident on a `--card-gib` card: the budget is
   load_models_gpu's lowvram_model_memory with the GPU branch of BaseModel.memory_required (the
   estimate ComfyUI makes with flash/SDPA attention), then ModelPatcher.load picks the modules it loads
@@ -29,7 +29,7 @@ bench/motion_vae_memory.py does) and prints the GPU-resident weights and the act
   casts its weights to the GPU when it runs, inside the trace). One step through BaseModel.apply_model
   with the Apply Tora clone's options (extractor run once, as in a generation).
 - reference: diffusers' CogVideoXTransformer3DModel with the official Tora extractor and fusers
-  (tests/tora_reference.py), as ToraPipeline runs it under enable_model_cpu_offload: the whole
+  (references/tora_reference.py), as ToraPipeline runs it under enable_model_cpu_offload: the whole
   transformer (with the Tora modules) on the GPU, the extractor inside every step.
 Both sides' attention is traced as PyTorch's flash kernel (what SDPA runs on a recent NVIDIA GPU for
 bf16, head dim 64, no mask: output + log-sum-exp); meta tensors would otherwise take the math path.
@@ -92,12 +92,9 @@ def _random_state(module, seed: int, dtype) -> dict:
 
 def _setup(args):
     """ComfyUI importable in this process (CPU or GPU mode), the pack imported as `motionkit`."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    sys.path.insert(0, str(ROOT / "tests"))
-    import harness
+    from scripts import harness
 
-    sys.path.insert(0, str(harness.find_host()))
-    import comfy_host
+    comfy_host = harness.host_module("comfy_host")
 
     comfy_host.setup(cpu=args.device == "cpu")
     if args.attention == "pytorch":  # as `main.py --use-pytorch-cross-attention` (before model_management loads)
@@ -137,8 +134,9 @@ def run_ours(args) -> dict:
     import nodes
     import comfy.ldm.modules.attention as attention
 
-    from motionkit.models.cogvideox import comfy_glue
-    from motionkit.models.tora.apply import apply_tora, build_tora
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
+    from motionkit.models.comfy_glue.tora import apply_tora
+    from motionkit.models.tora.loading import build_tora
 
     device = torch.device(args.device)
     cog_sd, tora_sd = _weights(args)
@@ -165,7 +163,7 @@ def run_reference(args) -> dict:
     _setup(args)  # also the torchvision shim diffusers' imports need on a CPU-only torch
     import torch
     from diffusers import CogVideoXDDIMScheduler
-    from tora_reference import reference_denoise, reference_dit, reference_rope, reference_tora
+    from references.tora_reference import reference_denoise, reference_dit, reference_rope, reference_tora
 
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
@@ -234,7 +232,8 @@ def main() -> int:
     passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side", "trace", "card_gib", "json")]
     for _ in range(args.repeat):
         for side in ("reference", "ours"):
-            done = subprocess.run([sys.executable, __file__, *passed, "--side", side], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-m", "bench.tora", *passed, "--side", side],
+                                  capture_output=True, text=True, cwd=ROOT)
             if done.returncode != 0:
                 print(done.stderr, file=sys.stderr)
                 return 1
@@ -317,14 +316,15 @@ def trace_ours(args, latent_shape, mode):
     """(GPU-resident weight bytes, activation peak bytes, modules streamed) of one CFG step, ours."""
     import torch
 
-    from motionkit.models.cogvideox import comfy_glue, keys
-    from motionkit.models.tora.apply import apply_tora
+    from motionkit.models.cogvideox import keys
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
+    from motionkit.models.comfy_glue.tora import apply_tora
     from motionkit.models.tora.fuser import ToraModel
     from motionkit.models.tora.guidance import _GenerationState
     from motionkit.models.cogvideox.transformer import VIDEO_NORM_PATCH
     import comfy.model_patcher
     import comfy.ops
-    from peak_memory import PeakMemory
+    from references.peak_memory import PeakMemory
 
     meta = torch.device("meta")
     config = comfy_glue.CogVideoXModelConfig(dict(keys.PUBLISHED["CogVideoX-5B"], image_model="cogvideox"), 1.0)
@@ -369,8 +369,8 @@ def trace_reference(latent_shape, mode):
     """(GPU-resident weight bytes, activation peak bytes) of one CFG step of diffusers + the official Tora."""
     import torch
     from diffusers import CogVideoXTransformer3DModel
-    from peak_memory import PeakMemory
-    from tora_reference import RefTora, reference_denoise, reference_rope
+    from references.peak_memory import PeakMemory
+    from references.tora_reference import RefTora, reference_denoise, reference_rope
 
     from motionkit.models.cogvideox import keys
 
@@ -401,7 +401,6 @@ def trace(args) -> dict:
     """The figures of `--trace` (bytes), ours and the reference."""
     args.attention = "pytorch"  # SDPA, as ComfyUI uses on a GPU
     _setup(args)
-    sys.path.insert(0, str(ROOT / "bench"))
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     latent_shape = (2, 16, (args.frames - 1) // 4 + 1, args.height // 8, args.width // 8)

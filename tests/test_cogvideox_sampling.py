@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
 from scripts.tiny_checkpoints import cogvideox as tiny  # noqa: E402
@@ -23,7 +23,7 @@ def tiny_pair(tmp_path_factory):
     """The tiny CogVideoX as a ComfyUI MODEL and as diffusers' CogVideoXTransformer3DModel (same weights)."""
     from diffusers import CogVideoXTransformer3DModel
 
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
 
     model = comfy_glue.load_cogvideox(str(tiny.write(tmp_path_factory.mktemp("models"))[0]))
     reference = CogVideoXTransformer3DModel(**tiny.TINY_CONFIG, use_rotary_positional_embeddings=True).eval()

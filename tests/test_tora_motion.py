@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
 from references.cogvideox_official import official_motion_latents  # noqa: E402
