@@ -103,9 +103,11 @@ def test_official_sampler_refuses_other_models():
     patcher = comfy.model_patcher.ModelPatcher(unet, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     (sampler,) = MotionKitCogVideoXSampler().get_sampler("ddim (official)")
     sigmas = torch.tensor([14.6, 1.0, 0.0])
-    with pytest.raises(ValueError) as error:
+    from motionkit.models.cogvideox.sampling import CogVideoXSamplerError
+
+    with pytest.raises(CogVideoXSamplerError) as error:
         SamplerCustom().sample(patcher, True, 0, 1.0, [[torch.zeros(1, 77, 32), {}]], [[torch.zeros(1, 77, 32), {}]],
                                sampler, sigmas, {"samples": torch.zeros(1, 4, 8, 8)})
     message = str(error.value)
-    assert "MotionKit CogVideoX Sampler (ddim (official))" in message and "BaseModel" in message
-    assert "use a core sampler" in message and "MotionKit Load CogVideoX" in message
+    assert "CogVideoX Sampler (MotionKit) (ddim (official))" in message and "BaseModel" in message
+    assert "use a core sampler" in message and "Load CogVideoX (MotionKit)" in message

@@ -20,6 +20,12 @@ from typing import Callable
 
 import torch
 
+from ..errors import MotionKitError
+
+
+class CogVideoXSamplerError(MotionKitError):
+    pass
+
 
 class OfficialSchedule:
     """alpha-bar per training timestep (float64, the scheduler's table) and the sampled timesteps."""
@@ -29,7 +35,7 @@ class OfficialSchedule:
         self.train_steps = len(self.alphas)
         self.steps = len(sigmas) - 1
         if self.steps < 1:
-            raise ValueError(f"the sigmas give no step ({len(sigmas)} values); connect a schedule of 1 or more steps")
+            raise CogVideoXSamplerError(f"the sigmas give no step ({len(sigmas)} values); connect a schedule of 1 or more steps")
         self.timesteps = [timestep_of(sigmas[i]) for i in range(self.steps)]
         self.stride = self.train_steps // self.steps
 

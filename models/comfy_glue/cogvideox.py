@@ -219,9 +219,10 @@ def official_sampler(name: str):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         model_sampling = model.inner_model.inner_model.model_sampling
         if not isinstance(model_sampling, CogVideoXModelSampling):
-            raise ValueError(f"CogVideoX Sampler (MotionKit) ({name}) steps CogVideoX's own schedule; the sampled model "
-                             f"is a {type(model.inner_model.inner_model).__name__}: use a core sampler for it, or "
-                             f"load a CogVideoX model with Load CogVideoX (MotionKit)")
+            raise sampling.CogVideoXSamplerError(
+                f"CogVideoX Sampler (MotionKit) ({name}) steps CogVideoX's own schedule; the sampled model is a "
+                f"{type(model.inner_model.inner_model).__name__}: use a core sampler for it, or load a CogVideoX "
+                f"model with Load CogVideoX (MotionKit)")
 
         def timestep_of(sigma):
             return int(round(float(model_sampling.timestep(sigma.reshape(1)).item())))
