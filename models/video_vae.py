@@ -197,7 +197,9 @@ class VideoVAE:
                 low, high = window(start, end, total) if window else (start, end)
                 chunk = (start, end, total)
                 with torch.inference_mode():
-                    piece = x[:, :, low:high].to(device=device, dtype=self.dtype)
+                    # contiguous, as the official pipelines' tensors are: kernels may round by memory layout
+                    piece = x[:, :, low:high].to(device=device, dtype=self.dtype,
+                                                 memory_format=torch.contiguous_format)
                     if tiles is not None and tiles.needed(*piece.shape[-2:]):
                         y = _tiled_step(piece, step, states, tiles, *out_hw, chunk)
                     else:
@@ -236,11 +238,16 @@ class VideoVAE:
                      getattr(self.net, "decode_window", None))
         return out.flatten(0, 1)
 
-    def encode(self, images: torch.Tensor, tiles: TilePlan | None = None) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, tiles: TilePlan | None = None, posterior: bool = False) -> torch.Tensor:
         """IMAGE [F,H,W,3] or [B,F,H,W,3] in 0..1 -> latent [B,C,T,h,w] times scaling_factor, streamed.
 
-        Height and width are cropped (centred) to multiples of the spatial ratio.
+        Height and width are cropped (centred) to multiples of the spatial ratio. With `posterior`, the
+        result is the posterior's moments instead: [B,2C,T,h,w] = [mean | logvar], unscaled, in the
+        VAE's compute dtype (for versions whose network has `encode_posterior_step`).
         """
+        if posterior and not hasattr(self.net, "encode_posterior_step"):
+            raise ValueError(f"the video VAE '{self.name}' ({self.version}) does not give its posterior's moments; "
+                             f"encode with the posterior mean instead")
         if images.ndim == 4:
             images = images[None]
         if images.ndim != 5 or images.shape[-1] < 3:
@@ -260,17 +267,18 @@ class VideoVAE:
         x = images[:, :frames, top:top + h * ratio, left:left + w * ratio, :3].permute(0, 4, 1, 2, 3)
         chunks = self.net.encode_plan(frames)
         counts = [self.net.encoded_frames(i, e - s) for i, (s, e) in enumerate(chunks)]
-        out = torch.empty((b, self.latent_channels, sum(counts), h, w), dtype=torch.float32,
-                          device=host.intermediate_device())
+        channels, dtype = (2 * self.latent_channels, self.dtype) if posterior else (self.latent_channels, torch.float32)
+        out = torch.empty((b, channels, sum(counts), h, w), dtype=dtype, device=host.intermediate_device())
         work_h, work_w = (min(h * ratio, tiles.tile_h), min(w * ratio, tiles.tile_w)) if tiles else (h * ratio, w * ratio)
         device = self._prepare(self._work_bytes(b, max(e - s for s, e in chunks), work_h, work_w))
         scale = self.scaling_factor
+        encode_step = self.net.encode_posterior_step if posterior else self.net.encode_step
 
         def step(piece, state, chunk):
-            return self.net.encode_step(piece * 2 - 1, state, chunk)
+            return encode_step(piece * 2 - 1, state, chunk)
 
         def write(out, frame, y):
-            out[:, :, frame:frame + y.shape[2]] = (y.float() * scale).to(out.device)
+            out[:, :, frame:frame + y.shape[2]] = (y if posterior else y.float() * scale).to(out.device)
 
         self._stream(x, chunks, step, counts, out, write, tiles, (h, w), device)
         return out

@@ -363,3 +363,25 @@ def test_i2v_model_concatenates_the_start_latent_like_the_pipeline(tmp_path):
     latent = {"samples": torch.zeros(1, 16, 3, 8, 12)}
     (out,) = nodes.common_ksampler(patcher, 0, 2, 5.0, "euler", "simple", positive, _negative, latent)
     assert out["samples"].shape == (1, 16, 3, 8, 12) and torch.isfinite(out["samples"]).all()
+
+
+def test_chunked_attention_and_feed_forward_equal_the_plain_paths():
+    """The blocks' memory-saving paths (heads / tokens a chunk at a time) against the plain forward."""
+    from motionkit.models.cogvideox.transformer import CogVideoXAttention, CogVideoXFeedForward, rope_3d
+
+    torch.manual_seed(2)
+    attention = CogVideoXAttention(64, 4, 16).double().eval()
+    feed_forward = CogVideoXFeedForward(64, 256).double().eval()
+    for module in (attention, feed_forward):
+        for p in module.parameters():
+            p.data.normal_(0, 0.3)
+    tokens = torch.randn(2, 7 + 3 * 4 * 6, 64, dtype=torch.float64)
+    rope = tuple(r.double() for r in rope_3d(16, 3, 4, 6, 4, 6))
+    with torch.no_grad():
+        plain = attention(tokens, 7, rope)
+        for heads in (1, 3, 4):
+            chunked = attention.attend(*attention.project(tokens), 7, rope, heads)
+            assert (chunked - plain).abs().max().item() <= 1e-12
+        plain = feed_forward(tokens)
+        for size in (5, 64, 1000):
+            assert (feed_forward(tokens, size) - plain).abs().max().item() <= 1e-12

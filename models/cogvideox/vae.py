@@ -294,3 +294,7 @@ class CogVideoXVAE(torch.nn.Module):
     def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Image chunk in -1..1 -> latent mean chunk (unscaled), updating the causal state."""
         return self.encoder(x, state)[:, : self.cfg.latent_channels]
+
+    def encode_posterior_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        """Image chunk in -1..1 -> the posterior's moments [mean | logvar] (2 x latent channels, unscaled)."""
+        return self.encoder(x, state)

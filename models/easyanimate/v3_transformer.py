@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import host
 from ..cogvideox.transformer import timestep_embedding
-from .v3_motion_module import GLOBAL, TEMPORAL, EasyAnimateV3MotionModule, attention
+from .v3_motion_module import GLOBAL, TEMPORAL, EasyAnimateV3MotionModule, attention, by_token_chunks
 from .v3_schedule import clip_image_active
 
 MOTION_MODES_EVEN = (TEMPORAL, TEMPORAL)
@@ -135,8 +135,8 @@ class EasyAnimateV3Block(nn.Module):
         x = x + gate_msa * h
         x = self.attn_temporal(x, frames)
         x = x + self.attn2(x, context)
-        h = _layer_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp
-        return x + gate_mlp * self.ff(h)
+        return x + gate_mlp * by_token_chunks(
+            lambda part: self.ff(_layer_norm(part, self.eps) * (1 + scale_mlp) + shift_mlp), x)
 
 
 class EasyAnimateV3Transformer(nn.Module):
@@ -192,14 +192,8 @@ class EasyAnimateV3Transformer(nn.Module):
         clip_image_embeds [B, 768] or None (InP: no image tokens) -> epsilon [B, 4, T, H, W].
 
         Inside ComfyUI the call runs through the DIFFUSION_MODEL wrappers of transformer_options."""
-        transformer_options = transformer_options or {}
-        if host.IN_COMFYUI:
-            extension = host.comfy.patcher_extension
-            wrappers = extension.get_all_wrappers(extension.WrappersMP.DIFFUSION_MODEL, transformer_options)
-            if wrappers:
-                return extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
-                    x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
-        return self._forward(x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
+        return host.with_diffusion_model_wrappers(self._forward, self, transformer_options or {}, x, timesteps, context,
+                                                  clip_image_embeds, transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context, clip_image_embeds=None, transformer_options=None,
                  clip_apply_ratio: float = 1.0, **_kwargs):

@@ -1,6 +1,6 @@
 """EasyAnimate V3 as a native ComfyUI model: model class, sampling, latent format, loading.
 
-Imported only inside ComfyUI (host.IN_COMFYUI). `EasyAnimateV3Model` is a
+Imported only inside ComfyUI. `EasyAnimateV3Model` is a
 `comfy.model_base.BaseModel` with epsilon prediction on the V3 schedule (betas linear 1e-4..0.02),
 so core KSampler / SamplerCustom drive it; its inputs are checked
 when the sampler prepares the conditioning, before the first step.
@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import os
 
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.supported_models_base
+import comfy.utils
 import torch
 
-from .. import host
-from ..cogvideox.comfy_glue import HALF_DTYPES, WEIGHT_DTYPES
+from .. import host, model_file
 from ..cogvideox.keys import shard_paths
-from . import v3_keys, v3_schedule
-from .v3_transformer import EasyAnimateV3Transformer
-
-comfy = host.comfy
+from ..easyanimate import v3_keys, v3_schedule
+from ..easyanimate.v3_transformer import EasyAnimateV3Transformer
+from .cogvideox import HALF_DTYPES, WEIGHT_DTYPES
 
 LATENT_CHANNELS = 4
 TEMPORAL_RATIO = 4
@@ -123,7 +129,7 @@ def load_easyanimate_v3(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the V3 transformer of `path` (official keys, one file or diffusers shards)."""
     state_dict = {}
     for shard in shard_paths(path):
-        state_dict.update(host.load_state_dict(shard))
+        state_dict.update(model_file.read_state_dict(shard, "EasyAnimate V3 transformer"))
     return build_easyanimate_v3(state_dict, f"'{os.path.basename(path)}'", v3_keys.read_folder_config(path),
                                 weight_dtype)
 
