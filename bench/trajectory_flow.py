@@ -21,12 +21,15 @@ Both pipelines colour with torch, so they share --torch-threads (default 1); Ope
 import argparse
 import time
 
+import cv2
+import numpy as np
+import torch
+
 from scripts import harness
 
+# the host's shims first: they let a CUDA-built torchvision import beside a CPU torch (the reference uses it)
+harness.setup_comfy_in_process()
 harness.import_pack()
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from motionkit.models.trajectory import data, flow, preview, resample, tracking  # noqa: E402
 from references.trajectory_reference import official_video  # noqa: E402
 
