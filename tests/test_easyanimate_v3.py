@@ -92,8 +92,9 @@ def test_query_chunked_attention_equals_one_call(monkeypatch):
 
 
 def test_token_chunked_layers_equal_the_plain_model(monkeypatch):
-    """The memory-saving path (feed-forwards and temporal attention in token chunks) equals the plain one."""
-    from motionkit.models.easyanimate import v3_motion_module
+    """The memory-saving path (feed-forwards and temporal attention in token chunks, parked U-ViT skips) equals
+    the plain one."""
+    from motionkit.models.easyanimate import v3_motion_module, v3_transformer
 
     _reference_model, state, config = _reference()
     ours = _ours(state, config)
@@ -103,6 +104,7 @@ def test_token_chunked_layers_equal_the_plain_model(monkeypatch):
         plain = ours.predict(x, torch.tensor([700.0]), text, torch.randn(1, 768))
         monkeypatch.setattr(v3_motion_module, "CHUNK_TOKENS", 10)  # 48 tokens: 5 chunks; 4 frames: 2 positions each
         monkeypatch.setattr(v3_motion_module.by_token_chunks, "__defaults__", (10,))
+        monkeypatch.setattr(v3_transformer, "PARKED_SKIP_ELEMENTS", 1)  # the skips take the parking path too
         torch.manual_seed(4)
         x, text = torch.randn(1, 12, 4, 6, 8), torch.randn(1, 5, 64)
         chunked = ours.predict(x, torch.tensor([700.0]), text, torch.randn(1, 768))

@@ -29,6 +29,10 @@ LONG_SKIPS = 13
 """U-ViT connections: blocks 0..12 feed blocks 15..27 (official: `index < 13`, `index >= 15`)."""
 CLIP_TOKENS = 8
 """The InP model turns one CLIP image embedding into this many context tokens."""
+PARKED_SKIP_ELEMENTS = 1 << 27
+"""The 13 U-ViT skips of a call with at least this many hidden elements (batch x tokens x width; 144 frames at
+960x960 in CFG's batch of 2: 3e8) wait on the intermediate device (ComfyUI's: the host) until their block,
+instead of holding 13 full activations on the compute device."""
 
 
 def sincos_2d_embedding(dim: int, height: int, width: int, base_size: int, interpolation_scale: float) -> torch.Tensor:
@@ -227,12 +231,13 @@ class EasyAnimateV3Transformer(nn.Module):
             context = torch.cat([context, image_tokens], dim=1)
         skips = []
         first_target = self.num_layers - self.long_skips
+        parking = host.intermediate_device() if tokens.numel() >= PARKED_SKIP_ELEMENTS else tokens.device
         for index, block in enumerate(self.transformer_blocks):
             if self.long_skips and index >= first_target:
-                tokens = tokens + self.long_connect_fc[index - first_target](skips.pop())
+                tokens = tokens + self.long_connect_fc[index - first_target](skips.pop().to(tokens.device))
             tokens = block(tokens, context, modulation, t)
             if index < self.long_skips:
-                skips.append(tokens)
+                skips.append(tokens.to(parking))
         shift, scale = (self.scale_shift_table.to(embedded)[None] + embedded[:, None]).chunk(2, dim=1)
         tokens = self.proj_out(F.layer_norm(tokens, (self.dim,), eps=1e-6) * (1 + scale) + shift)
         out = tokens.view(b, t, grid_h, grid_w, p, p, self.out_channels)
