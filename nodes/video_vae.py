@@ -7,6 +7,8 @@ from ..models import host
 from ..models import video_vae
 
 VIDEO_VAE = "MOTIONKIT_VIDEO_VAE"
+LATENT_VAE_KEY = "motionkit_vae_version"
+"""LATENT entry naming the VAE version that encoded it, so model nodes can refuse another family's latents."""
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 TILE_INPUTS = {
@@ -89,7 +91,8 @@ class MotionKitVideoVAEEncode:
                    "factor), streamed chunk by chunk, for image-to-video and video-to-video graphs.")
 
     def encode(self, video_vae, images, tile_size, tile_overlap):
-        return ({"samples": video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))},)
+        samples = video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))
+        return ({"samples": samples, LATENT_VAE_KEY: video_vae.version},)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -1,0 +1,185 @@
+"""EasyAnimate V5.1 transformer checkpoints: format detection, the official-to-diffusers key table, config
+from key shapes, and the scheduler shift of a published folder.
+
+Published layouts (folder `transformer/`, one `diffusion_pytorch_model.safetensors` or shards
+`diffusion_pytorch_model-0000N-of-0000M.safetensors` with their index):
+- diffusers (`alibaba-pai/EasyAnimateV5.1-{12b,7b}-zh[-InP|-Control]-diffusers`): `EasyAnimateTransformer3DModel` keys;
+- official (`alibaba-pai/EasyAnimateV5.1-{12b,7b}-zh[-InP|-Control]`): the same except the text stream's
+  attention, a second `Attention` module `attn2` (official easyanimate/models/attention.py, EasyAnimateDiTBlock),
+  and, in some configs, an unused `text_proj_t5` for the V5 T5 encoder.
+Either may carry ComfyUI's `model.diffusion_model.` prefix.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+
+import torch
+
+log = logging.getLogger("MotionKit")
+
+PREFIXES = ("model.diffusion_model.", "transformer.", "")
+MARKERS = ("proj.weight", "text_proj.weight", "time_embedding.linear_1.weight", "transformer_blocks.0.norm1.linear.weight",
+           "transformer_blocks.0.attn1.to_q.weight", "norm_out.linear.weight", "proj_out.weight")
+"""Keys every EasyAnimate V5/V5.1 transformer has, in both layouts."""
+
+OFFICIAL_RENAMES = (
+    (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.to_q\."), r"\1.attn1.add_q_proj."),
+    (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.to_k\."), r"\1.attn1.add_k_proj."),
+    (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.to_v\."), r"\1.attn1.add_v_proj."),
+    (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.norm_q\."), r"\1.attn1.norm_added_q."),
+    (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.norm_k\."), r"\1.attn1.norm_added_k."),
+    (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.to_out\.0\."), r"\1.attn1.to_add_out."),
+)
+"""Official text-stream attention (`attn2`, official processor.py EasyAnimateAttnProcessor2_0) -> diffusers names."""
+
+UNUSED_IN_V51 = re.compile(r"^text_proj_t5\.")
+"""The V5 T5 projection some official V5.1 configs still build; the V5.1 pipelines never feed it."""
+
+BLOCK_KEY = re.compile(r"^transformer_blocks\.(\d+)\.")
+
+QWEN2_VL_WIDTH = 3584
+"""Qwen2-VL-7B's hidden size: the text width of every published V5.1 transformer."""
+
+VARIANTS = {16: "T2V", 33: "InP", 48: "Control"}
+"""Input channels -> variant: noise (16); + mask (1) + masked video (16); + control video (16) + reference (16)."""
+
+PUBLISHED = {
+    "EasyAnimateV5.1-12b": dict(num_attention_heads=48, attention_head_dim=64, num_layers=48, mmdit_layers=48,
+                                text_embed_dim=3584, time_embed_dim=512, patch_size=2, out_channels=16),
+}
+"""Full-size diffusers configs of the published transformers (in_channels per variant from VARIANTS)."""
+
+
+class EasyAnimateFormatError(ValueError):
+    pass
+
+
+def strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in PREFIXES:
+        if prefix + MARKERS[0] in state_dict and prefix + MARKERS[1] in state_dict:
+            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return state_dict
+
+
+def rename_official(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Diffusers names for an official-layout state dict (diffusers-layout keys pass unchanged)."""
+    out = {}
+    for key, value in sd.items():
+        for pattern, replacement in OFFICIAL_RENAMES:
+            key, count = pattern.subn(replacement, key)
+            if count:
+                break
+        out[key] = value
+    return out
+
+
+def _other_family(state_dict: dict, sd: dict) -> str | None:
+    """What a file that is not an EasyAnimate V5.1 transformer is, and which loader fits, when we can tell."""
+    keys = set(sd)
+    if any(k.endswith("adaln_single.linear.weight") for k in keys) or any(".attn_temporal." in k for k in keys):
+        return ("an EasyAnimate V2/V3 transformer (PixArt-style DiT with motion modules): load it with "
+                "Load EasyAnimate V3 (MotionKit)")
+    if any(k.startswith("time_extra_emb.") for k in keys):
+        return "an EasyAnimate V4 transformer (HunyuanDiT-style, Bert + T5 text), which MotionKit does not run"
+    if "patch_embed.text_proj.weight" in keys or "patch_embed.proj.weight" in keys:
+        return "a CogVideoX transformer: load it with MotionKit Load CogVideoX"
+    if any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for k in state_dict):
+        return "a video VAE: load it with Load Video VAE (MotionKit) from models/vae"
+    if any(k.startswith(("model.layers.", "model.language_model.", "visual.blocks.")) for k in state_dict):
+        return "a Qwen2-VL text encoder: load it with Load EasyAnimate Qwen2-VL (MotionKit) from models/text_encoders"
+    return None
+
+
+def detect(state_dict: dict[str, torch.Tensor], source: str = "the checkpoint") -> dict[str, torch.Tensor]:
+    """Check the file is an EasyAnimate V5.1 transformer; return its diffusers-named state dict."""
+    sd = strip_prefix(state_dict)
+    missing = [k for k in MARKERS if k not in sd]
+    if missing:
+        other = _other_family(state_dict, sd)
+        if other:
+            raise EasyAnimateFormatError(f"{source} is {other}, not an EasyAnimate V5.1 transformer")
+        sample = ", ".join(sorted(state_dict)[:6]) or "no keys"
+        raise EasyAnimateFormatError(f"{source} is not an EasyAnimate V5.1 transformer: checked the diffusers and "
+                                     f"official layouts (prefixes {', '.join(repr(p) for p in PREFIXES)}); missing "
+                                     f"keys {', '.join(missing)}; the file starts with {sample}")
+    if "text_proj.0.weight" in sd or "text_proj.1.weight" in sd:
+        raise EasyAnimateFormatError(f"{source} normalizes its text input (add_norm_text_encoder), which no published "
+                                     f"V5.1 model does; MotionKit runs the published V5.1 layout")
+    text_width = sd["text_proj.weight"].shape[1]
+    if "text_proj_t5.weight" in sd and text_width != QWEN2_VL_WIDTH:
+        raise EasyAnimateFormatError(f"{source} is an EasyAnimate V5 transformer (Bert + T5 text encoders, text width "
+                                     f"{text_width}); MotionKit runs V5.1 (Qwen2-VL text): use the "
+                                     f"EasyAnimateV5.1 weights")
+    dropped = sorted(k for k in sd if UNUSED_IN_V51.match(k))
+    if dropped:
+        log.info("MotionKit: %s carries %d text_proj_t5 weights the V5.1 pipelines never use; left out",
+                  source, len(dropped))
+    return rename_official({k: v for k, v in sd.items() if not UNUSED_IN_V51.match(k)})
+
+
+def config_from_state_dict(sd: dict[str, torch.Tensor], source: str = "the checkpoint",
+                           folder_config: dict | None = None) -> dict:
+    """EasyAnimateV51Transformer arguments read from key shapes (after `detect`); checks the variant."""
+    proj = sd["proj.weight"]
+    dim, in_channels, patch = proj.shape[0], proj.shape[1], proj.shape[2]
+    head_dim = sd["transformer_blocks.0.attn1.norm_q.weight"].shape[0]
+    layers = 1 + max(int(BLOCK_KEY.match(k).group(1)) for k in sd if BLOCK_KEY.match(k))
+    single = [i for i in range(layers) if f"transformer_blocks.{i}.attn1.add_q_proj.weight" not in sd]
+    if single:
+        raise EasyAnimateFormatError(f"{source} has blocks without a text stream of their own ({single[:4]}...); "
+                                     f"every published V5.1 block is an MMDiT block")
+    if in_channels not in VARIANTS:
+        raise EasyAnimateFormatError(f"{source} takes {in_channels} input channels; MotionKit knows the V5.1 "
+                                     f"variants {', '.join(f'{c} ({v})' for c, v in VARIANTS.items())} (Control-Camera "
+                                     f"models are not supported)")
+    config = dict(
+        num_attention_heads=dim // head_dim, attention_head_dim=head_dim, in_channels=in_channels,
+        out_channels=sd["proj_out.weight"].shape[0] // (patch * patch), patch_size=patch,
+        time_embed_dim=sd["time_embedding.linear_1.weight"].shape[0], text_embed_dim=sd["text_proj.weight"].shape[1],
+        num_layers=layers, after_norm="transformer_blocks.0.norm3.weight" in sd)
+    for key in ("norm_eps", "flip_sin_to_cos", "freq_shift"):
+        if folder_config and key in folder_config:
+            config[key] = folder_config[key]
+    return config
+
+
+def describe(config: dict, parameters: int) -> str:
+    """'EasyAnimate V5.1 12B InP' for a config and its parameter count."""
+    return f"EasyAnimate V5.1 {round(parameters / 1e9)}B {VARIANTS[config['in_channels']]}"
+
+
+def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str = "the checkpoint") -> None:
+    """Raise with the missing and unexpected keys if `sd` does not fill `model` exactly."""
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
+    if missing or unexpected:
+        raise EasyAnimateFormatError(f"{source} does not match the EasyAnimate V5.1 config read from it: "
+                                     f"missing {missing[:8]} ({len(missing)} in all), unexpected {unexpected[:8]} "
+                                     f"({len(unexpected)} in all)")
+
+
+def read_folder_config(path: str) -> dict | None:
+    """The transformer's config.json beside the weights, when there is one."""
+    config = os.path.join(os.path.dirname(path), "config.json")
+    if not os.path.isfile(config):
+        return None
+    with open(config) as f:
+        data = json.load(f)
+    return data if "EasyAnimate" in data.get("_class_name", "") else None
+
+
+def flow_shift(path: str) -> float:
+    """The flow-matching shift of ../scheduler/scheduler_config.json beside a published transformer folder (1.0
+    without one). The V5.1 pipelines call set_timesteps(mu=1), so a dynamic-shifting config shifts by e^1."""
+    scheduler = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "scheduler",
+                             "scheduler_config.json")
+    if not os.path.isfile(scheduler):
+        return 1.0
+    with open(scheduler) as f:
+        data = json.load(f)
+    if data.get("use_dynamic_shifting"):
+        return float(torch.e)
+    return float(data.get("shift", 1.0))
