@@ -40,8 +40,8 @@ UNUSED_IN_V51 = re.compile(r"^text_proj_t5\.")
 
 BLOCK_KEY = re.compile(r"^transformer_blocks\.(\d+)\.")
 
-QWEN2_VL_WIDTH = 3584
-"""Qwen2-VL-7B's hidden size: the text width of every published V5.1 transformer."""
+V5_BERT_WIDTH = 1024
+"""EasyAnimate V5's first text encoder (HunyuanDiT's multilingual Bert) is 1024 wide; V5.1's Qwen2-VL-7B 3584."""
 
 VARIANTS = {16: "T2V", 33: "InP", 48: "Control"}
 """Input channels -> variant: noise (16); + mask (1) + masked video (16); + control video (16) + reference (16)."""
@@ -109,7 +109,7 @@ def detect(state_dict: dict[str, torch.Tensor], source: str = "the checkpoint") 
         raise EasyAnimateFormatError(f"{source} normalizes its text input (add_norm_text_encoder), which no published "
                                      f"V5.1 model does; MotionKit runs the published V5.1 layout")
     text_width = sd["text_proj.weight"].shape[1]
-    if "text_proj_t5.weight" in sd and text_width != QWEN2_VL_WIDTH:
+    if "text_proj_t5.weight" in sd and text_width == V5_BERT_WIDTH:
         raise EasyAnimateFormatError(f"{source} is an EasyAnimate V5 transformer (Bert + T5 text encoders, text width "
                                      f"{text_width}); MotionKit runs V5.1 (Qwen2-VL text): use the "
                                      f"EasyAnimateV5.1 weights")
@@ -173,7 +173,9 @@ def read_folder_config(path: str) -> dict | None:
 
 def flow_shift(path: str) -> float:
     """The flow-matching shift of ../scheduler/scheduler_config.json beside a published transformer folder (1.0
-    without one). The V5.1 pipelines call set_timesteps(mu=1), so a dynamic-shifting config shifts by e^1."""
+    without one). With it ComfyUI's 'normal' scheduler gives FlowMatchEulerDiscreteScheduler's sigmas exactly.
+    The V5.1 pipelines call set_timesteps(mu=1), so a dynamic-shifting config shifts by e^1 (its last nonzero
+    sigma then starts from an unshifted 1/1000, ComfyUI's from a shifted one)."""
     scheduler = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "scheduler",
                              "scheduler_config.json")
     if not os.path.isfile(scheduler):

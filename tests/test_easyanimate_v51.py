@@ -1,0 +1,336 @@
+"""EasyAnimate V5.1: parity with diffusers, checkpoint layouts, the ComfyUI model under core samplers, Qwen2-VL text."""
+import json
+import re
+import sys
+
+import pytest
+import safetensors.torch
+import torch
+
+import harness
+
+harness.import_pack()
+sys.path.insert(0, str(harness.ROOT / "scripts"))
+from tiny_checkpoints import easyanimate_v51 as tiny  # noqa: E402
+
+from motionkit.models.easyanimate import conditioning, dit_keys  # noqa: E402
+from motionkit.models.easyanimate.transformer_v51 import EasyAnimateV51Transformer  # noqa: E402
+
+SMALL = dict(num_attention_heads=2, attention_head_dim=16, out_channels=16, patch_size=2, num_layers=2,
+             time_embed_dim=24, text_embed_dim=20)
+
+
+def _diffusers():
+    from diffusers import EasyAnimateTransformer3DModel
+
+    return EasyAnimateTransformer3DModel
+
+
+def _reference(in_channels, seed=0):
+    torch.manual_seed(seed)
+    reference = _diffusers()(**SMALL, in_channels=in_channels, mmdit_layers=SMALL["num_layers"]).eval()
+    state = {k: torch.randn_like(v) * 0.3 for k, v in reference.state_dict().items()}
+    reference.load_state_dict(state)
+    return reference, state
+
+
+@pytest.mark.parametrize("variant,channels", [("T2V", 16), ("InP", 33), ("Control", 48)])
+@pytest.mark.parametrize("size", [(6, 10), (8, 8)])
+def test_transformer_matches_diffusers(variant, channels, size):
+    reference, state = _reference(channels)
+    sd = dit_keys.detect(state, variant)
+    config = dit_keys.config_from_state_dict(sd, variant)
+    assert dit_keys.VARIANTS[config["in_channels"]] == variant
+    ours = EasyAnimateV51Transformer(**config).eval()
+    ours.load_state_dict(sd, strict=True)
+    h, w = size
+    torch.manual_seed(1)
+    x, t, context = torch.randn(2, 16, 3, h, w), torch.tensor([999.0, 421.5]), torch.randn(2, 7, 20)
+    extra = torch.randn(2, channels - 16, 3, h, w)
+    kwargs = {"T2V": {}, "InP": {"inpaint_latents": extra}, "Control": {"control_latents": extra}}[variant]
+    with torch.no_grad():
+        expected = reference(x, t, encoder_hidden_states=context, return_dict=False, **kwargs)[0]
+        got = ours(torch.cat([x, extra], dim=1), t, context)
+    assert got.shape == (2, 16, 3, h, w)
+    assert (got - expected).abs().max().item() <= 1e-5
+
+
+def test_official_layout_renames_each_text_stream_key_once():
+    state = tiny.tiny_state_dict("inp")
+    official = tiny.official_names(state)
+    assert "transformer_blocks.1.attn2.to_out.0.weight" in official
+    assert "transformer_blocks.1.attn1.to_add_out.weight" not in official
+    official["text_proj_t5.weight"] = torch.zeros(128, 4096)  # an unused V5 projection some official files carry
+    renamed = dit_keys.detect({"model.diffusion_model." + k: v for k, v in official.items()}, "official")
+    assert sorted(renamed) == sorted(state)
+    assert all(torch.equal(renamed[k], state[k]) for k in state)
+    hits = {k: sum(bool(p.match(k)) for p, _ in dit_keys.OFFICIAL_RENAMES) for k in official}
+    assert max(hits.values()) == 1 and sum(hits.values()) == 12 * tiny.TINY_CONFIG["num_layers"]  # 6 modules, weight and bias
+
+
+@pytest.mark.parametrize("variant,channels", sorted(dit_keys.VARIANTS.items(), key=lambda kv: kv[0]))
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+def test_published_12b_key_sets_fill_our_model_on_meta(variant, channels, prefix):
+    channels, variant = variant, channels
+    with torch.device("meta"):
+        reference = _diffusers()(**dit_keys.PUBLISHED["EasyAnimateV5.1-12b"], in_channels=channels)
+    published = {prefix + k: v for k, v in reference.state_dict().items()}
+    sd = dit_keys.detect(published, "12b")
+    config = dit_keys.config_from_state_dict(sd, "12b")
+    assert config["num_attention_heads"] == 48 and config["num_layers"] == 48 and config["text_embed_dim"] == 3584
+    model = EasyAnimateV51Transformer(**config, device="meta")
+    dit_keys.check_keys(model, sd, "12b")
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {k: tuple(v.shape) for k, v in sd.items()}
+    parameters = sum(v.numel() for v in sd.values())
+    assert dit_keys.describe(config, parameters) == f"EasyAnimate V5.1 12B {variant}"
+
+
+@pytest.mark.parametrize("keys,names", [
+    ({"patch_embed.proj.weight": (3072, 16, 2, 2), "patch_embed.text_proj.weight": (3072, 4096)},
+     ("CogVideoX transformer", "MotionKit Load CogVideoX")),
+    ({"adaln_single.linear.weight": (6, 4), "pos_embed.proj.weight": (4, 4)},
+     ("EasyAnimate V2/V3", "Load EasyAnimate V3 (MotionKit)")),
+    ({"encoder.down_blocks.0.convs.0.conv1.weight": (4, 4)}, ("video VAE", "Load Video VAE (MotionKit)")),
+    ({"model.layers.0.self_attn.q_proj.weight": (4, 4)}, ("Qwen2-VL text encoder", "Load EasyAnimate Qwen2-VL")),
+    ({"first_stage_model.x.weight": (1,)}, ("not an EasyAnimate V5.1 transformer", "missing keys proj.weight")),
+])
+def test_other_files_are_refused_with_what_they_are_and_the_loader_that_fits(keys, names):
+    with pytest.raises(dit_keys.EasyAnimateFormatError) as error:
+        dit_keys.detect({k: torch.zeros(s, device="meta") for k, s in keys.items()}, "'x.safetensors'")
+    message = str(error.value)
+    assert "'x.safetensors'" in message and all(n in message for n in names), message
+
+
+def test_v5_and_unknown_variants_are_refused():
+    state = tiny.tiny_state_dict("t2v")
+    v5 = dict(state, **{"text_proj.weight": torch.zeros(64, 1024), "text_proj_t5.weight": torch.zeros(64, 4096)})
+    with pytest.raises(dit_keys.EasyAnimateFormatError, match="V5 transformer .*Bert \\+ T5.*V5.1"):
+        dit_keys.detect(v5, "v5")
+    odd = dict(state, **{"proj.weight": torch.zeros(32, 22, 2, 2)})
+    with pytest.raises(dit_keys.EasyAnimateFormatError, match="22 input channels.*16 \\(T2V\\), 33 \\(InP\\), 48 \\(Control\\)"):
+        dit_keys.config_from_state_dict(dit_keys.detect(odd, "odd"), "odd")
+
+
+@pytest.mark.host
+def test_core_normal_scheduler_equals_the_pipeline_sigmas(tiny_models):
+    import comfy.samplers
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from motionkit.models.easyanimate import comfy_glue
+
+    model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
+    for steps, shift in ((5, 1.0), (8, 3.0), (50, 1.0), (25, 2.0)):
+        patched = ModelSamplingSD3().patch(model, shift)[0] if shift != 1.0 else model
+        sigmas = comfy.samplers.calculate_sigmas(patched.get_model_object("model_sampling"), "normal", steps)
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
+        scheduler.set_timesteps(steps, mu=1)
+        assert torch.allclose(sigmas.float(), scheduler.sigmas.float(), atol=1e-6, rtol=0), (steps, shift)
+
+
+def test_mask_latent_equals_the_inpaint_pipeline_resize():
+    from diffusers.pipelines.easyanimate.pipeline_easyanimate_inpaint import resize_mask
+
+    start = torch.rand(32, 48, 3)
+    _video, mask = conditioning.inpaint_video(start, torch.rand(32, 48, 3), 9)
+    latent = torch.zeros(1, 16, 3, 4, 6)
+    expected = resize_mask(1 - mask, latent, True) * 0.7125
+    assert torch.equal(conditioning.mask_latent(mask, latent.shape, 0.7125), expected)
+    assert mask[0, 0, 0].sum() == 0 and mask[0, 0, -1].sum() == 0 and mask[0, 0, 1:-1].all()
+
+
+@pytest.mark.parametrize("frames", [0, 48, 50])
+def test_frame_counts_other_than_4k_plus_1_are_refused(frames):
+    with pytest.raises(ValueError) as error:
+        conditioning.latent_frames(frames)
+    assert f"length is {frames} frames" in str(error.value) and "4k+1" in str(error.value)
+
+
+# ---------------------------------------------------------------- in ComfyUI
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ea51_models")
+    tiny.write(folder)
+    return folder
+
+
+def _t2v_path(tiny_models):
+    return tiny_models / "diffusion_models" / tiny.FOLDER / "transformer" / "diffusion_pytorch_model-00002-of-00002.safetensors"
+
+
+@pytest.mark.host
+def test_any_shard_loads_the_whole_model_and_variants_are_detected(tiny_models):
+    from motionkit.models.easyanimate import comfy_glue
+
+    patcher = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
+    assert patcher.model.variant == "T2V" and float(patcher.model.model_sampling.shift) == 1.0
+    expected = tiny.tiny_state_dict("t2v")
+    got = patcher.model.diffusion_model.state_dict()
+    assert sorted(got) == sorted(expected) and all(torch.equal(got[k], expected[k]) for k in expected)
+    inp = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / tiny.INP_FILE))
+    control = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / tiny.CONTROL_FILE))
+    assert (inp.model.variant, control.model.variant) == ("InP", "Control")
+
+
+def _pipeline_t2v(transformer, shift):
+    from diffusers import AutoencoderKLMagvit, EasyAnimatePipeline, FlowMatchEulerDiscreteScheduler
+
+    vae = AutoencoderKLMagvit(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, latent_channels=16)
+    return EasyAnimatePipeline(vae=vae, text_encoder=None, tokenizer=None, transformer=transformer,
+                               scheduler=FlowMatchEulerDiscreteScheduler(shift=shift))
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_core_sampler_reproduces_the_easyanimate_pipeline_loop(tiny_models, shift):
+    """EasyAnimatePipeline.__call__ (flow-matching Euler, CFG 6) against core KSampler (euler, normal)."""
+    import comfy.sample
+    import nodes
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.nodes.easyanimate import MotionKitEmptyEasyAnimateV51Latent
+
+    model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
+    if shift != 1.0:
+        (model,) = ModelSamplingSD3().patch(model, shift)
+    reference = _diffusers()(**tiny.TINY_CONFIG, mmdit_layers=2).eval()
+    reference.load_state_dict(tiny.tiny_state_dict("t2v"))
+    torch.manual_seed(0)
+    positive, negative = torch.randn(1, 12, 128), torch.randn(1, 12, 128)
+    (latent,) = MotionKitEmptyEasyAnimateV51Latent().generate(48, 32, 9, 1)
+    (ours,) = nodes.common_ksampler(model, 5, 4, 6.0, "euler", "normal", [[positive, {}]], [[negative, {}]], latent)
+    noise = comfy.sample.prepare_noise(latent["samples"], 5)
+    pipe = _pipeline_t2v(reference, shift)
+    mask = torch.ones(1, 12, dtype=torch.long)
+    with torch.no_grad():
+        expected = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, prompt_attention_mask=mask,
+                        negative_prompt_attention_mask=mask, latents=noise, num_frames=9, height=32, width=48,
+                        guidance_scale=6.0, num_inference_steps=4, output_type="latent").frames
+    assert ours["samples"].shape == expected.shape == (1, 16, 3, 4, 6)
+    assert (ours["samples"] - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("variant", ["InP", "Control"])
+def test_inp_and_control_channels_reach_the_transformer_like_the_pipelines(tiny_models, variant):
+    from motionkit.models.easyanimate import comfy_glue
+
+    name = tiny.INP_FILE if variant == "InP" else tiny.CONTROL_FILE
+    patcher = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / name))
+    channels = 33 if variant == "InP" else 48
+    reference = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=channels), mmdit_layers=2).eval()
+    reference.load_state_dict(tiny.tiny_state_dict(variant.lower(), seed=1))
+    torch.manual_seed(2)
+    noise, context = torch.randn(1, 16, 3, 4, 6), torch.randn(1, 12, 128)
+    extra = torch.randn(1, channels - 16, 3, 4, 6)
+    key = comfy_glue.INPAINT_KEY if variant == "InP" else comfy_glue.CONTROL_KEY
+    conds = patcher.model.extra_conds(noise=noise, cross_attn=context, **{key: extra})
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        denoised = patcher.model.apply_model(noise, sigma, c_concat=conds["c_concat"].cond, c_crossattn=context)
+        kwargs = {"inpaint_latents" if variant == "InP" else "control_latents": extra}
+        velocity = reference(noise, torch.tensor([600.0]), encoder_hidden_states=context, return_dict=False, **kwargs)[0]
+    assert (denoised - (noise - 0.6 * velocity)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.host
+def test_bad_inputs_are_refused_before_the_first_step(tiny_models):
+    import nodes
+
+    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51Control, MotionKitEmptyEasyAnimateV51Latent
+
+    t2v = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
+    inp = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / tiny.INP_FILE))
+    control = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / tiny.CONTROL_FILE))
+    text = [[torch.randn(1, 12, 128), {}]]
+    (latent,) = MotionKitEmptyEasyAnimateV51Latent().generate(48, 32, 9, 1)
+
+    def sample(model, positive, samples):
+        return nodes.common_ksampler(model, 0, 1, 1.0, "euler", "normal", positive, positive, {"samples": samples})
+
+    with pytest.raises(ValueError, match="4 channels; EasyAnimate V5.1 samples the 16-channel latents"):
+        sample(t2v, text, torch.randn(1, 4, 3, 4, 6))  # an EasyAnimate V3 latent (an all-zero one ComfyUI widens)
+    with pytest.raises(ValueError, match="InP model and needs a image: connect EasyAnimate V5.1 Image to Video"):
+        sample(inp, text, latent["samples"])
+    with pytest.raises(ValueError, match="Qwen2-VL-7B features \\(128 wide\\)"):
+        sample(t2v, [[torch.randn(1, 12, 64), {}]], latent["samples"])
+    small = {"samples": torch.zeros(1, 16, 2, 4, 6), "motionkit_vae_version": "easyanimate-v5"}
+    positive, _negative, _ = MotionKitEasyAnimateV51Control().encode(text, text, small)
+    with pytest.raises(ValueError, match=r"control video latents are \[32, 2, 4, 6\].*samples \[3, 4, 6\].*same size and frame count"):
+        sample(control, positive, latent["samples"])
+    with pytest.raises(ValueError, match="text-to-video model, but the conditioning carries a control video"):
+        sample(t2v, positive, torch.zeros(1, 16, 2, 4, 6))
+    cogvideox = {"samples": torch.zeros(1, 16, 3, 4, 6), "motionkit_vae_version": "cogvideox"}
+    with pytest.raises(ValueError, match="control_video was encoded by the cogvideox VAE.*V5.1 VAE"):
+        MotionKitEasyAnimateV51Control().encode(text, text, cogvideox)
+    with pytest.raises(ValueError, match="length is 0 frames"):
+        MotionKitEmptyEasyAnimateV51Latent().generate(48, 32, 0, 1)
+
+
+@pytest.mark.host
+def test_half_weights_on_cpu_are_refused(tiny_models):
+    from motionkit.models.easyanimate import comfy_glue
+
+    path = str(tiny_models / "diffusion_models" / tiny.CONTROL_FILE)
+    with pytest.raises(ValueError, match=re.escape("weight_dtype 'fp8_e4m3fn', but ComfyUI runs on the CPU")):
+        comfy_glue.load_easyanimate_v51(path, "fp8_e4m3fn")
+    assert comfy_glue.load_easyanimate_v51(path, "bf16").model.get_dtype() == torch.bfloat16
+
+
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}"
+    "<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in "
+    "content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == "
+    "'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video "
+    "{{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}"
+    "{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}"
+    "<|im_start|>assistant\n{% endif %}")
+"""The chat template Qwen2-VL-7B-Instruct publishes (chat_template.json), which the V5.1 pipelines apply."""
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("prompt", ["a red fox runs across a snowy field at dawn", "一只狐狸在雪地里奔跑。" * 40])
+def test_text_encode_equals_the_pipeline_prompt_embeds(tiny_models, prompt):
+    """Core CLIP Text Encode on our Qwen2-VL CLIP against EasyAnimatePipeline.encode_prompt with transformers'
+    Qwen2-VL on the same weights (the second prompt is longer than 256 tokens: truncated alike)."""
+    import types
+    from pathlib import Path
+
+    import comfy.text_encoders.qwen_image as qwen_image
+    import nodes
+    from diffusers import EasyAnimatePipeline
+    from transformers import Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from motionkit.nodes.easyanimate import MotionKitLoadEasyAnimateQwen2VL
+    import folder_paths
+
+    folder_paths.add_model_folder_path("text_encoders", str(tiny_models / "text_encoders"))
+    (clip,) = MotionKitLoadEasyAnimateQwen2VL().load(tiny.QWEN_FILE)
+    (conditioning_out,) = nodes.CLIPTextEncode().encode(clip, prompt)
+    got = conditioning_out[0][0]
+
+    c = tiny.TINY_QWEN
+    config = Qwen2VLConfig(text_config=dict(**c, rope_theta=1e6, rms_norm_eps=1e-6, max_position_embeddings=512,
+                                            rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}),
+                           vision_config=dict(depth=1, embed_dim=32, hidden_size=128, num_heads=2))
+    encoder = Qwen2VLForConditionalGeneration(config).eval()
+    published = {k: v.float() for k, v in tiny.tiny_qwen_state_dict().items() if not k.startswith("visual.")}
+    state = {k.replace("model.", "model.language_model.", 1) if k.startswith("model.") else k: v
+             for k, v in published.items()}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("model.visual.") for k in missing)
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(Path(qwen_image.__file__).parent / "qwen25_tokenizer"))
+    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    pipe = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=encoder, enable_text_attention_mask=True)
+    with torch.no_grad():
+        expected, _neg, mask, _ = EasyAnimatePipeline.encode_prompt(pipe, prompt, do_classifier_free_guidance=False,
+                                                                    device=torch.device("cpu"), dtype=torch.float32)
+    assert got.shape == expected.shape == (1, 256, 128)
+    assert torch.equal(conditioning_out[0][1]["attention_mask"].bool(), mask.bool())
+    # the same tokens and mask; float32 Llama implementations (ComfyUI's, transformers') differ in summation order
+    assert (got - expected).abs().max().item() <= 1e-4 * max(1.0, expected.abs().max().item())
