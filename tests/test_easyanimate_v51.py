@@ -55,6 +55,16 @@ def test_transformer_matches_diffusers(variant, channels, size):
     assert (got - expected).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("tokens", [1, 7, 672])
+def test_chunked_feed_forward_equals_the_plain_one(tokens):
+    ours = EasyAnimateV51Transformer(**dict(SMALL, in_channels=16)).eval()
+    block = ours.transformer_blocks[0]
+    x = torch.randn(2, tokens, 32)
+    with torch.no_grad():
+        plain, chunked = block.feed(block.ff, x), block.feed_chunked(block.ff, x)
+    assert (plain - chunked).abs().max().item() <= 1e-6
+
+
 def test_official_layout_renames_each_text_stream_key_once():
     state = tiny.tiny_state_dict("inp")
     official = tiny.official_names(state)

@@ -19,6 +19,9 @@ from torch import nn
 from .. import host
 from ..cogvideox.transformer import CogVideoXFeedForward, CogVideoXTimestepMLP, apply_rope, rope_3d, timestep_embedding
 
+FF_CHUNKS = 4
+"""Token slices the feed-forwards run in (EasyAnimateBlock.feed_chunked)."""
+
 ROPE_BASE_GRID = (30, 45)
 """RoPE's training grid in patches (60 x 90 latent pixels / 2), fixed in the published model."""
 
@@ -39,10 +42,10 @@ class EasyAnimateAdaNormZero(nn.Module):
         self.norm = operations.LayerNorm(dim, eps=eps, device=device, dtype=dtype)
 
     def forward(self, x, text, temb):
-        shift, scale, gate, t_shift, t_scale, t_gate = self.linear(F.silu(temb)).chunk(6, dim=1)
-        x = fp32_layer_norm(self.norm, x) * (1 + scale[:, None]) + shift[:, None]
-        text = fp32_layer_norm(self.norm, text) * (1 + t_scale[:, None]) + t_shift[:, None]
-        return x, text, gate[:, None], t_gate[:, None]
+        shift, scale, gate, t_shift, t_scale, t_gate = self.linear(F.silu(temb))[:, None].chunk(6, dim=2)
+        x = torch.addcmul(shift, fp32_layer_norm(self.norm, x), 1 + scale)
+        text = torch.addcmul(t_shift, fp32_layer_norm(self.norm, text), 1 + t_scale)
+        return x, text, gate, t_gate
 
 
 class EasyAnimateJointAttention(nn.Module):
@@ -97,18 +100,30 @@ class EasyAnimateBlock(nn.Module):
         self.txt_ff = CogVideoXFeedForward(dim, 4 * dim, device, dtype, operations)
         self.norm3 = operations.LayerNorm(dim, eps=eps, device=device, dtype=dtype) if after_norm else None
 
-    def _feed(self, ff, x):
+    def feed(self, ff, x):
+        """The feed-forward (then norm3) of tokens x [B, N, D], as one batch: the plain version."""
         x = ff(x)
         return fp32_layer_norm(self.norm3, x) if self.norm3 is not None else x
+
+    def feed_chunked(self, ff, x, chunks: int = FF_CHUNKS):
+        """`feed` a slice of tokens at a time (each token is independent): the 4x-wide hidden layer, the
+        largest activation of the block, exists for one slice only. Equals `feed`."""
+        out = torch.empty_like(x)
+        step = -(-x.shape[1] // chunks)
+        for start in range(0, x.shape[1], step):
+            out[:, start:start + step] = self.feed(ff, x[:, start:start + step])
+        return out
 
     def forward(self, video, text, temb, rope):
         n_video, n_text, gate, t_gate = self.norm1(video, text, temb)
         attended_video, attended_text = self.attn1(n_video, n_text, rope)
-        video = video + gate * attended_video
-        text = text + t_gate * attended_text
+        del n_video, n_text
+        video = torch.addcmul(video, gate, attended_video)
+        text = torch.addcmul(text, t_gate, attended_text)
+        del attended_video, attended_text
         n_video, n_text, gate, t_gate = self.norm2(video, text, temb)
-        video = video + gate * self._feed(self.ff, n_video)
-        text = text + t_gate * self._feed(self.txt_ff, n_text)
+        video = torch.addcmul(video, gate, self.feed_chunked(self.ff, n_video))
+        text = torch.addcmul(text, t_gate, self.feed_chunked(self.txt_ff, n_text))
         return video, text
 
 
@@ -121,8 +136,8 @@ class EasyAnimateFinalNorm(nn.Module):
         self.norm = operations.LayerNorm(dim, eps=eps, device=device, dtype=dtype)
 
     def forward(self, x, temb):
-        shift, scale = self.linear(F.silu(temb)).chunk(2, dim=1)
-        return self.norm(x) * (1 + scale[:, None]) + shift[:, None]
+        shift, scale = self.linear(F.silu(temb))[:, None].chunk(2, dim=2)
+        return torch.addcmul(shift, self.norm(x), 1 + scale)
 
 
 class EasyAnimateV51Transformer(nn.Module):
