@@ -27,7 +27,10 @@ try:
     import comfy.ops
     import comfy.patcher_extension
     import comfy.sd
+    import comfy.sd1_clip
     import comfy.supported_models_base
+    import comfy.text_encoders.llama
+    import comfy.text_encoders.qwen_image
     import comfy.text_encoders.sd3_clip
     import comfy.utils as _comfy_utils
     import folder_paths as _folder_paths

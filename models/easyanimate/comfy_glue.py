@@ -18,9 +18,6 @@ from . import conditioning, dit_keys, text_qwen
 from .transformer_v51 import EasyAnimateV51Transformer
 
 comfy = host.comfy
-import comfy.sd1_clip  # noqa: E402
-import comfy.text_encoders.llama  # noqa: E402
-import comfy.text_encoders.qwen_image  # noqa: E402
 
 WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
