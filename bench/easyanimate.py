@@ -1,7 +1,7 @@
 """Benchmark: EasyAnimate V5.1 sampling, this pack (core KSampler) vs the diffusers transformer + pipeline loop.
 
-    .venv/bin/python bench/easyanimate.py                 # tiny V5.1-shaped MMDiT on CPU (CI-sized)
-    .venv/bin/python bench/easyanimate.py --config full --device cuda --dtype bf16 --frames 49 --height 768 \\
+    .venv/bin/python -m bench.easyanimate                 # tiny V5.1-shaped MMDiT on CPU (CI-sized)
+    .venv/bin/python -m bench.easyanimate --config full --device cuda --dtype bf16 --frames 49 --height 768 \\
         --width 768 --steps 2 --repeat 1                  # the 12B model's shape, random weights, on a GPU
 
 Both sides run the same random weights for the same steps with CFG (batch 2 per step), each in a fresh
@@ -12,7 +12,7 @@ subprocess:
   EasyAnimatePipeline's loop does, everything on the device.
 One warm-up step precedes each timed run. Per side: seconds per step (best of --repeat alternating runs) and
 peak memory of the sampling: on a GPU torch.cuda.max_memory_allocated (weights included), on a CPU the
-most tensor bytes alive at once during one step (bench/peak_memory.py; weights excluded on both sides).
+most tensor bytes alive at once during one step (references/peak_memory.py; weights excluded on both sides).
 Prints the ratios ours/reference.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-from peak_memory import peak_bytes
-from tora import _peak_mib, _random_state, _setup
+from bench.tora import _peak_mib, _random_state, _setup
+from references.peak_memory import peak_bytes
 
 CONFIGS = {
     "tiny": dict(num_attention_heads=4, attention_head_dim=32, in_channels=16, out_channels=16, patch_size=2,
@@ -150,7 +150,8 @@ def main() -> int:
     passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side")]
     for _ in range(args.repeat):
         for side in ("reference", "ours"):
-            done = subprocess.run([sys.executable, __file__, *passed, "--side", side], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-m", "bench.easyanimate", *passed, "--side", side],
+                                  capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stderr, file=sys.stderr)
                 return 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..models import host
 from ..models.easyanimate import conditioning
-from .video_vae import LATENT_VAE_KEY, VIDEO_VAE
+from ..models.video_vae import LATENT_FAMILY_KEY
+from .types import VIDEO_VAE
 
 CATEGORY = "MotionKit/EasyAnimate"
 SIZE_INPUTS = {
@@ -20,9 +21,9 @@ SIZE_INPUTS = {
 
 def _glue():
     host.require_comfyui("EasyAnimate V5.1")
-    from ..models.easyanimate import comfy_glue
+    from ..models.comfy_glue import easyanimate_v51
 
-    return comfy_glue
+    return easyanimate_v51
 
 
 class MotionKitLoadEasyAnimateV51:
@@ -151,8 +152,8 @@ class MotionKitEasyAnimateV51Control:
     def encode(self, positive, negative, control_video, batch_size=1, reference_image=None):
         glue = _glue()
         reference = reference_image["samples"] if reference_image is not None else None
-        version = reference_image.get(LATENT_VAE_KEY) if reference_image is not None else None
-        channels, latent = glue.control_channels(control_video["samples"], reference, control_video.get(LATENT_VAE_KEY),
+        version = reference_image.get(LATENT_FAMILY_KEY) if reference_image is not None else None
+        channels, latent = glue.control_channels(control_video["samples"], reference, control_video.get(LATENT_FAMILY_KEY),
                                                  version, batch_size)
         return (glue.attach(positive, glue.CONTROL_KEY, channels), glue.attach(negative, glue.CONTROL_KEY, channels),
                 {"samples": latent})

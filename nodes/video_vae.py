@@ -4,11 +4,8 @@ from __future__ import annotations
 import torch
 
 from ..models import host
-from ..models import video_vae
-
-VIDEO_VAE = "MOTIONKIT_VIDEO_VAE"
-LATENT_VAE_KEY = "motionkit_vae_version"
-"""LATENT entry naming the VAE version that encoded it, so model nodes can refuse another family's latents."""
+from ..models import video_vae as video_vae_module
+from .types import VIDEO_VAE
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 TILE_INPUTS = {
@@ -43,13 +40,13 @@ class MotionKitLoadVideoVAE:
     RETURN_TYPES = (VIDEO_VAE,)
     RETURN_NAMES = ("video_vae",)
     FUNCTION = "load"
-    CATEGORY = "MotionKit/video VAE"
+    CATEGORY = "MotionKit/Video VAE"
     DESCRIPTION = ("Loads an EasyAnimate or CogVideoX video VAE under ComfyUI's model management "
                    "(loaded to the GPU when used, offloaded after).")
 
     def load(self, vae_name, scaling_factor, precision):
         path = host.model_path("vae", vae_name)
-        return (video_vae.load_video_vae(path, scaling_factor=scaling_factor, dtype=DTYPES[precision]),)
+        return (video_vae_module.load_video_vae(path, scaling_factor=scaling_factor, dtype=DTYPES[precision]),)
 
 
 class MotionKitSliceVAEDecode:
@@ -64,12 +61,13 @@ class MotionKitSliceVAEDecode:
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
     FUNCTION = "decode"
-    CATEGORY = "MotionKit/video VAE"
+    CATEGORY = "MotionKit/Video VAE"
     DESCRIPTION = ("Decodes a video latent slice by slice: the latent frames are walked in the version's own "
                    "chunks carrying only the causal state, so memory does not grow with clip length. Output "
                    "equals the version's official decode. Batches give their frames one after the other.")
 
     def decode(self, video_vae, samples, tile_size, tile_overlap):
+        video_vae.check_made_by(samples.get(video_vae_module.LATENT_FAMILY_KEY))
         return (video_vae.decode(samples["samples"], video_vae.tile_plan(tile_size, tile_overlap, True)),)
 
 
@@ -86,13 +84,13 @@ class MotionKitVideoVAEEncode:
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("samples",)
     FUNCTION = "encode"
-    CATEGORY = "MotionKit/video VAE"
+    CATEGORY = "MotionKit/Video VAE"
     DESCRIPTION = ("Encodes video frames into a video latent [1,C,T,H,W] (already multiplied by the scaling "
                    "factor), streamed chunk by chunk, for image-to-video and video-to-video graphs.")
 
     def encode(self, video_vae, images, tile_size, tile_overlap):
-        samples = video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))
-        return ({"samples": samples, LATENT_VAE_KEY: video_vae.version},)
+        latent = video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))
+        return ({"samples": latent, video_vae_module.LATENT_FAMILY_KEY: video_vae.version},)
 
 
 NODE_CLASS_MAPPINGS = {

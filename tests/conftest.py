@@ -4,14 +4,13 @@ Tests marked `host` need the real ComfyUI (../shared/comfyui-host or $COMFYUI_PA
 Without one they are skipped with a loud reason, except in CI, where that is an error.
 """
 import os
-import sys
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import harness  # noqa: E402
+from scripts import harness
 
 _WORK = Path(tempfile.mkdtemp(prefix="motionkit-tests-"))
 HOST_FOUND = harness.setup_comfy_in_process(work_dir=_WORK)
@@ -32,6 +31,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "host" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session):
+    """The in-process ComfyUI's working folder goes with the session."""
+    shutil.rmtree(_WORK, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter):

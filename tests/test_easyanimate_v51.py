@@ -1,17 +1,13 @@
 """EasyAnimate V5.1: parity with diffusers, checkpoint layouts, the ComfyUI model under core samplers, Qwen2-VL text."""
-import json
 import re
-import sys
 
 import pytest
-import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "scripts"))
-from tiny_checkpoints import easyanimate_v51 as tiny  # noqa: E402
+from scripts.tiny_checkpoints import easyanimate_v51 as tiny  # noqa: E402
 
 from motionkit.models.easyanimate import conditioning, dit_keys  # noqa: E402
 from motionkit.models.easyanimate.transformer_v51 import EasyAnimateV51Transformer  # noqa: E402
@@ -127,7 +123,7 @@ def test_core_normal_scheduler_equals_the_pipeline_sigmas(tiny_models):
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
     model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
     for steps, shift in ((5, 1.0), (8, 3.0), (50, 1.0), (25, 2.0)):
@@ -170,7 +166,7 @@ def _t2v_path(tiny_models):
 
 @pytest.mark.host
 def test_any_shard_loads_the_whole_model_and_variants_are_detected(tiny_models):
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
     patcher = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
     assert patcher.model.variant == "T2V" and float(patcher.model.model_sampling.shift) == 1.0
@@ -198,7 +194,7 @@ def test_core_sampler_reproduces_the_easyanimate_pipeline_loop(tiny_models, shif
     import nodes
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
     from motionkit.nodes.easyanimate import MotionKitEmptyEasyAnimateV51Latent
 
     model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
@@ -224,7 +220,7 @@ def test_core_sampler_reproduces_the_easyanimate_pipeline_loop(tiny_models, shif
 @pytest.mark.host
 @pytest.mark.parametrize("variant", ["InP", "Control"])
 def test_inp_and_control_channels_reach_the_transformer_like_the_pipelines(tiny_models, variant):
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
     name = tiny.INP_FILE if variant == "InP" else tiny.CONTROL_FILE
     patcher = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / name))
@@ -269,7 +265,7 @@ def test_image_to_video_reproduces_the_inpaint_pipeline(tiny_models):
     import nodes
     from diffusers import EasyAnimateInpaintPipeline, FlowMatchEulerDiscreteScheduler
 
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
     from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51ImageToVideo
 
     vae, ours_vae = _tiny_v5_vaes()
@@ -307,7 +303,7 @@ def test_control_reproduces_the_control_pipeline(tiny_models, with_reference):
     import nodes
     from diffusers import EasyAnimateControlPipeline, FlowMatchEulerDiscreteScheduler
 
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
     from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51Control
     from motionkit.nodes.video_vae import MotionKitVideoVAEEncode
 
@@ -344,7 +340,7 @@ def test_control_reproduces_the_control_pipeline(tiny_models, with_reference):
 def test_bad_inputs_are_refused_before_the_first_step(tiny_models):
     import nodes
 
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
     from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51Control, MotionKitEmptyEasyAnimateV51Latent
 
     t2v = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
@@ -362,13 +358,13 @@ def test_bad_inputs_are_refused_before_the_first_step(tiny_models):
         sample(inp, text, latent["samples"])
     with pytest.raises(ValueError, match="Qwen2-VL-7B features \\(128 wide\\)"):
         sample(t2v, [[torch.randn(1, 12, 64), {}]], latent["samples"])
-    small = {"samples": torch.zeros(1, 16, 2, 4, 6), "motionkit_vae_version": "easyanimate-v5"}
+    small = {"samples": torch.zeros(1, 16, 2, 4, 6), "motionkit_vae_family": "easyanimate-v5"}
     positive, _negative, _ = MotionKitEasyAnimateV51Control().encode(text, text, small)
     with pytest.raises(ValueError, match=r"control video latents are \[32, 2, 4, 6\].*samples \[3, 4, 6\].*same size and frame count"):
         sample(control, positive, latent["samples"])
     with pytest.raises(ValueError, match="text-to-video model, but the conditioning carries a control video"):
         sample(t2v, positive, torch.zeros(1, 16, 2, 4, 6))
-    cogvideox = {"samples": torch.zeros(1, 16, 3, 4, 6), "motionkit_vae_version": "cogvideox"}
+    cogvideox = {"samples": torch.zeros(1, 16, 3, 4, 6), "motionkit_vae_family": "cogvideox"}
     with pytest.raises(ValueError, match="control_video was encoded by the cogvideox VAE.*V5.1 VAE"):
         MotionKitEasyAnimateV51Control().encode(text, text, cogvideox)
     with pytest.raises(ValueError, match="length is 0 frames"):
@@ -377,7 +373,7 @@ def test_bad_inputs_are_refused_before_the_first_step(tiny_models):
 
 @pytest.mark.host
 def test_half_weights_on_cpu_are_refused(tiny_models):
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
     path = str(tiny_models / "diffusion_models" / tiny.CONTROL_FILE)
     with pytest.raises(ValueError, match=re.escape("weight_dtype 'fp8_e4m3fn', but ComfyUI runs on the CPU")):

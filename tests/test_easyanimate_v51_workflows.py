@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-import harness
+from scripts import harness
 
 WORKFLOWS = {
     "easyanimate_v51_text_to_video.json": {"MotionKitLoadEasyAnimateV51", "MotionKitLoadEasyAnimateQwen2VL",

@@ -11,6 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import MotionKitError
+
+class EasyAnimateInputError(MotionKitError):
+    """A node input EasyAnimate V5.1 cannot use; the message names it and the fix."""
+
+
 LATENT_CHANNELS = 16
 TEMPORAL_RATIO = 4
 SPATIAL_RATIO = 8
@@ -20,7 +26,7 @@ def latent_frames(frames: int) -> int:
     """Latent frames of a 4k+1-frame video; a clear error for other counts."""
     if frames < 1 or (frames - 1) % TEMPORAL_RATIO:
         lower = max(1, (frames - 1) // TEMPORAL_RATIO * TEMPORAL_RATIO + 1)
-        raise ValueError(f"length is {frames} frames; EasyAnimate V5.1 makes 4k+1 frames (1, 5, 9, ..., 49): "
+        raise EasyAnimateInputError(f"length is {frames} frames; EasyAnimate V5.1 makes 4k+1 frames (1, 5, 9, ..., 49): "
                          f"use {lower} or {lower + TEMPORAL_RATIO}")
     return (frames - 1) // TEMPORAL_RATIO + 1
 
@@ -28,7 +34,7 @@ def latent_frames(frames: int) -> int:
 def check_size(width: int, height: int) -> None:
     step = SPATIAL_RATIO * 2
     if width < step or height < step or width % step or height % step:
-        raise ValueError(f"width x height is {width}x{height}; EasyAnimate V5.1 needs multiples of {step} pixels "
+        raise EasyAnimateInputError(f"width x height is {width}x{height}; EasyAnimate V5.1 needs multiples of {step} pixels "
                          f"(latent pixels in 2x2 patches): use {max(step, width // step * step)}x"
                          f"{max(step, height // step * step)}")
 

@@ -11,12 +11,14 @@ Either may carry ComfyUI's `model.diffusion_model.` prefix.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 
 import torch
+
+from .. import model_file
+from ..errors import MotionKitError
 
 log = logging.getLogger("MotionKit")
 
@@ -53,7 +55,7 @@ PUBLISHED = {
 """Full-size diffusers configs of the published transformers (in_channels per variant from VARIANTS)."""
 
 
-class EasyAnimateFormatError(ValueError):
+class EasyAnimateFormatError(MotionKitError):
     pass
 
 
@@ -166,8 +168,7 @@ def read_folder_config(path: str) -> dict | None:
     config = os.path.join(os.path.dirname(path), "config.json")
     if not os.path.isfile(config):
         return None
-    with open(config) as f:
-        data = json.load(f)
+    data = model_file.read_json(config, "EasyAnimate transformer config")
     return data if "EasyAnimate" in data.get("_class_name", "") else None
 
 
@@ -180,8 +181,7 @@ def flow_shift(path: str) -> float:
                              "scheduler_config.json")
     if not os.path.isfile(scheduler):
         return 1.0
-    with open(scheduler) as f:
-        data = json.load(f)
+    data = model_file.read_json(scheduler, "EasyAnimate scheduler config")
     if data.get("use_dynamic_shifting"):
         return float(torch.e)
     return float(data.get("shift", 1.0))

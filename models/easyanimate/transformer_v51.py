@@ -78,10 +78,7 @@ class EasyAnimateJointAttention(nn.Module):
         k = torch.cat([self._heads(text, self.add_k_proj, self.norm_added_k),
                        apply_rope(self._heads(video, self.to_k, self.norm_k), cos, sin)], dim=2)
         v = torch.cat([self._heads(text, self.add_v_proj), self._heads(video, self.to_v)], dim=2)
-        if host.IN_COMFYUI:  # ComfyUI's choice of attention kernel (pytorch, xformers, sage, flash...)
-            out = host.comfy.ldm.modules.attention.optimized_attention(q, k, v, self.heads, skip_reshape=True)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        out = host.attention(q, k, v, self.heads)
         del q, k, v
         return self.to_out[0](out[:, text_length:]), self.to_add_out(out[:, :text_length])
 
@@ -189,13 +186,8 @@ class EasyAnimateV51Transformer(nn.Module):
         Inside ComfyUI the call runs through the DIFFUSION_MODEL wrappers of transformer_options.
         """
         transformer_options = transformer_options or {}
-        if host.IN_COMFYUI:
-            extension = host.comfy.patcher_extension
-            wrappers = extension.get_all_wrappers(extension.WrappersMP.DIFFUSION_MODEL, transformer_options)
-            if wrappers:
-                return extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
-                    x, timesteps, context, transformer_options, **kwargs)
-        return self._forward(x, timesteps, context, transformer_options)
+        return host.with_diffusion_model_wrappers(self._forward, self, transformer_options, x, timesteps, context,
+                                                  transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context, transformer_options, **_kwargs):
         b, _c, t, h, w = x.shape

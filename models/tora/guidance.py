@@ -15,11 +15,12 @@ import uuid
 import torch
 
 from .fuser import ToraModel
+from ..errors import MotionKitError
 
 STATE_PREFIX = "motionkit_tora_"
 
 
-class ToraMotionLatentsError(ValueError):
+class ToraMotionLatentsError(MotionKitError):
     pass
 
 
@@ -42,7 +43,7 @@ class ToraGuidance:
                  sigma_start: float = float("inf"), sigma_end: float = 0.0):
         if motion_latents.ndim != 5:
             raise ToraMotionLatentsError(f"motion_latents must be 5D [batch, channels, frames, height, width] from "
-                                         f"MotionKit Motion VAE Encode; got shape {tuple(motion_latents.shape)}")
+                                         f"Motion VAE Encode (MotionKit); got shape {tuple(motion_latents.shape)}")
         self.tora, self.motion, self.strength = tora, motion_latents, float(strength)
         self.sigma_start, self.sigma_end = sigma_start, sigma_end
         self.key = STATE_PREFIX + uuid.uuid4().hex
@@ -54,12 +55,22 @@ class ToraGuidance:
         shape = tuple(latent_shape)
         if len(shape) == 5 and shape[2:] == (t, h, w) and c == self.tora.traj_extractor.in_channels and shape[0] % b == 0:
             return
-        frames = f"{shape[2]} latent frames of {shape[-1] * 8}x{shape[-2] * 8} pixels" if len(shape) == 5 else "not 5D"
-        video = f"{(shape[2] - 1) * 4 + 1} frames" if len(shape) == 5 else "a CogVideoX video latent"
-        raise ToraMotionLatentsError(
-            f"the motion latents ({t} latent frames of {w * 8}x{h * 8} pixels, batch {b}, {c} channels, shape "
-            f"{(b, c, t, h, w)}) do not fit the sampled latent (shape {shape}, {frames}): encode the trajectory flow "
-            f"with the frame count and size of the video you sample ({video})")
+        problems = []
+        if len(shape) != 5:
+            problems.append("the sampled latent is not 5D: sample a CogVideoX video latent [B,C,T,H,W]")
+        else:
+            if shape[2:] != (t, h, w):
+                problems.append(f"frames and size: {t} latent frames of {w * 8}x{h * 8} pixels against {shape[2]} of "
+                                f"{shape[-1] * 8}x{shape[-2] * 8}; encode the trajectory flow with the frame count "
+                                f"and size of the video you sample ({(shape[2] - 1) * 4 + 1} frames)")
+            if shape[0] % b:
+                problems.append(f"batch: {b} motion latents for a batch of {shape[0]}; use one motion latent for "
+                                f"every video, or as many as the sampled batch")
+        if c != self.tora.traj_extractor.in_channels:
+            problems.append(f"channels: {c} where Tora's extractor takes {self.tora.traj_extractor.in_channels}; "
+                            f"encode the flow with the CogVideoX VAE (Motion VAE Encode)")
+        raise ToraMotionLatentsError(f"the motion latents (shape {(b, c, t, h, w)}) do not fit the sampled latent "
+                                     f"(shape {shape}): " + "; ".join(problems))
 
     def active(self, transformer_options: dict) -> bool:
         if self.strength == 0.0:

@@ -1,27 +1,36 @@
 """EasyAnimate V5.1 as a native ComfyUI model, and its Qwen2-VL text encoder as a ComfyUI CLIP.
 
-Imported only inside ComfyUI (host.IN_COMFYUI). `EasyAnimateV51Model` is a `comfy.model_base.BaseModel`
+Imported only inside ComfyUI. `EasyAnimateV51Model` is a `comfy.model_base.BaseModel`
 predicting the flow-matching velocity (ComfyUI's CONST type) with the scheduler's shift, so core
 KSampler/SamplerCustomAdvanced run it like any model, with ComfyUI's weight dtypes, partial loading and
 offload. InP/Control inputs travel as conditioning entries and become channels beside the noise.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_sampling
+import comfy.sd
+import comfy.sd1_clip
+import comfy.supported_models_base
+import comfy.text_encoders.llama
+import comfy.text_encoders.qwen_image
+import comfy.utils
 import torch
 
-from .. import host
+from .. import model_file
 from ..cogvideox.keys import shard_paths
-from . import conditioning, dit_keys, text_qwen
-from .transformer_v51 import EasyAnimateV51Transformer
+from ..easyanimate import conditioning, dit_keys, text_qwen
+from ..easyanimate.conditioning import EasyAnimateInputError
+from ..easyanimate.transformer_v51 import EasyAnimateV51Transformer
+from .diffusion_model import build_model_patcher
 
-comfy = host.comfy
-
-WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-                 "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
-HALF_DTYPES = (torch.float16, torch.float8_e4m3fn, torch.float8_e5m2)
+log = logging.getLogger("MotionKit")
 INPAINT_KEY, CONTROL_KEY = "easyanimate_inpaint", "easyanimate_control"
 """Conditioning entries: the InP channels [B,17,T,h,w] and the Control channels [B,32,T,h,w]."""
 
@@ -68,7 +77,7 @@ class EasyAnimateV51Model(comfy.model_base.BaseModel):
         cross_attn = kwargs.get("cross_attn", None)
         if cross_attn is not None:
             if cross_attn.shape[-1] != self.diffusion_model.text_embed_dim:
-                raise ValueError(f"the text conditioning is {cross_attn.shape[-1]} wide, but EasyAnimate V5.1 reads "
+                raise EasyAnimateInputError(f"the text conditioning is {cross_attn.shape[-1]} wide, but EasyAnimate V5.1 reads "
                                  f"Qwen2-VL-7B features ({self.diffusion_model.text_embed_dim} wide): encode the "
                                  f"prompts with the CLIP from Load EasyAnimate Qwen2-VL (MotionKit)")
             out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
@@ -86,24 +95,24 @@ class EasyAnimateV51Model(comfy.model_base.BaseModel):
         if self.variant == "T2V":
             if inpaint is not None or control is not None:
                 given = "an image (Image to Video)" if inpaint is not None else "a control video"
-                raise ValueError(f"this is an EasyAnimate V5.1 text-to-video model, but the conditioning carries "
+                raise EasyAnimateInputError(f"this is an EasyAnimate V5.1 text-to-video model, but the conditioning carries "
                                  f"{given}: load the -InP weights for images or the -Control weights for control "
                                  f"videos, or remove that node")
             return None
         wanted, name, node = ((inpaint, "image", "EasyAnimate V5.1 Image to Video") if self.variant == "InP"
                               else (control, "control video", "EasyAnimate V5.1 Control"))
         if control is not None and self.variant == "InP":
-            raise ValueError("this is an EasyAnimate V5.1 InP (image-to-video) model, but the conditioning carries a "
+            raise EasyAnimateInputError("this is an EasyAnimate V5.1 InP (image-to-video) model, but the conditioning carries a "
                              "control video: load the -Control weights, or use EasyAnimate V5.1 Image to Video")
         if inpaint is not None and self.variant == "Control":
-            raise ValueError("this is an EasyAnimate V5.1 Control model, but the conditioning carries an image-to-"
+            raise EasyAnimateInputError("this is an EasyAnimate V5.1 Control model, but the conditioning carries an image-to-"
                              "video input: load the -InP weights, or use EasyAnimate V5.1 Control")
         if wanted is None:
-            raise ValueError(f"this is an EasyAnimate V5.1 {self.variant} model and needs a {name}: connect "
+            raise EasyAnimateInputError(f"this is an EasyAnimate V5.1 {self.variant} model and needs a {name}: connect "
                              f"{node} (MotionKit) between the text encoders and the sampler")
         extra = self.diffusion_model.in_channels - noise.shape[1]
         if wanted.shape[1] != extra or wanted.shape[2:] != noise.shape[2:]:
-            raise ValueError(f"the {name} latents are {list(wanted.shape[1:])} (channels, frames, height, width) but "
+            raise EasyAnimateInputError(f"the {name} latents are {list(wanted.shape[1:])} (channels, frames, height, width) but "
                              f"this {self.variant} model samples {list(noise.shape[2:])} with {extra} extra channels: "
                              f"make the {name} and the sampled latent the same size and frame count")
         return comfy.utils.resize_to_batch_size(wanted.to(noise), noise.shape[0])
@@ -112,13 +121,13 @@ class EasyAnimateV51Model(comfy.model_base.BaseModel):
 def check_latent(latent: torch.Tensor) -> None:
     """A clear error for latents the V5.1 transformer cannot sample."""
     if latent.ndim != 5:
-        raise ValueError(f"the latent has shape {list(latent.shape)}; EasyAnimate V5.1 samples video latents "
+        raise EasyAnimateInputError(f"the latent has shape {list(latent.shape)}; EasyAnimate V5.1 samples video latents "
                          f"[B,16,T,H,W]: start from Empty EasyAnimate V5.1 Latent (MotionKit)")
     if latent.shape[1] != conditioning.LATENT_CHANNELS:
-        raise ValueError(f"the latent has {latent.shape[1]} channels; EasyAnimate V5.1 samples the 16-channel latents "
+        raise EasyAnimateInputError(f"the latent has {latent.shape[1]} channels; EasyAnimate V5.1 samples the 16-channel latents "
                          f"of its VAE: start from Empty EasyAnimate V5.1 Latent (MotionKit) or encode with the V5.1 VAE")
     if latent.shape[2] < 1 or latent.shape[-1] % 2 or latent.shape[-2] % 2:
-        raise ValueError(f"the latent is {latent.shape[2]} frames of {latent.shape[-2]}x{latent.shape[-1]}; "
+        raise EasyAnimateInputError(f"the latent is {latent.shape[2]} frames of {latent.shape[-2]}x{latent.shape[-1]}; "
                          f"EasyAnimate V5.1 needs at least one frame and an even latent height and width "
                          f"(image sizes in multiples of 16)")
 
@@ -131,7 +140,7 @@ def load_easyanimate_v51(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the V5.1 transformer of `path` (one file, or any shard of a sharded folder)."""
     state_dict = {}
     for shard in shard_paths(path):
-        state_dict.update(host.load_state_dict(shard))
+        state_dict.update(model_file.read_state_dict(shard, "EasyAnimate V5.1 transformer"))
     return build_easyanimate_v51(state_dict, f"'{os.path.basename(path)}'", dit_keys.read_folder_config(path),
                                  dit_keys.flow_shift(path), weight_dtype)
 
@@ -141,30 +150,10 @@ def build_easyanimate_v51(state_dict: dict, source: str = "the checkpoint", fold
     """A ModelPatcher for a V5.1 state dict (diffusers or official layout)."""
     sd = dit_keys.detect(state_dict, source)
     config = dit_keys.config_from_state_dict(sd, source, folder_config)
-    load_device, offload = host.torch_device(), host.offload_device()
-    file_dtype = comfy.utils.weight_dtype(sd)
-    wanted = WEIGHT_DTYPES[weight_dtype]
-    if load_device.type == "cpu":
-        half = wanted if wanted in HALF_DTYPES else (file_dtype if wanted is None and file_dtype in HALF_DTYPES else None)
-        if half is not None:
-            side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
-            raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
-                             f"set weight_dtype to 'fp32' or 'bf16'")
-    config_obj = EasyAnimateV51Config(config, shift)
-    parameters = comfy.utils.calculate_parameters(sd)
-    if wanted is None:
-        unet_dtype = comfy.model_management.unet_dtype(model_params=parameters, weight_dtype=file_dtype,
-                                                       supported_dtypes=config_obj.supported_inference_dtypes)
-    else:
-        unet_dtype = wanted
-    manual_cast = comfy.model_management.unet_manual_cast(unet_dtype, load_device, config_obj.supported_inference_dtypes)
-    config_obj.set_inference_dtype(unet_dtype, manual_cast)
-    model = config_obj.get_model(sd, "", device=offload)
-    dit_keys.check_keys(model.diffusion_model, sd, source)
-    model.load_model_weights(sd, "")
-    host.log.info("MotionKit: loaded %s from %s (%s, shift %.3g)", dit_keys.describe(config, parameters), source,
-                  unet_dtype, shift)
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
+    patcher = build_model_patcher(EasyAnimateV51Config(config, shift), sd, source, weight_dtype, dit_keys.check_keys)
+    log.info("MotionKit: loaded %s from %s (%s, shift %.3g)", dit_keys.describe(config, comfy.utils.calculate_parameters(sd)),
+             source, patcher.model.get_dtype(), shift)
+    return patcher
 
 
 # ---------------------------------------------------------------- Qwen2-VL-7B text encoder
@@ -191,12 +180,12 @@ def qwen_text_state_dict(sd: dict, source: str = "the file") -> dict:
     missing = [k for k in needed if k not in out]
     if missing:
         if any(k.startswith(("transformer_blocks.", "model.diffusion_model.")) for k in sd):
-            raise ValueError(f"{source} is a diffusion transformer, not a text encoder: load it with Load EasyAnimate "
+            raise dit_keys.EasyAnimateFormatError(f"{source} is a diffusion transformer, not a text encoder: load it with Load EasyAnimate "
                              f"V5.1 (MotionKit) from models/diffusion_models")
-        raise ValueError(f"{source} is not a Qwen2-VL text encoder (as the text_encoder/ folder of "
+        raise dit_keys.EasyAnimateFormatError(f"{source} is not a Qwen2-VL text encoder (as the text_encoder/ folder of "
                          f"EasyAnimateV5.1-12b-zh): missing {', '.join(missing)}")
     if "model.layers.0.self_attn.q_norm.weight" in out:
-        raise ValueError(f"{source} is a Qwen3 model (q/k norms); EasyAnimate V5.1 reads Qwen2-VL-7B")
+        raise dit_keys.EasyAnimateFormatError(f"{source} is a Qwen3 model (q/k norms); EasyAnimate V5.1 reads Qwen2-VL-7B")
     return out
 
 
@@ -259,7 +248,7 @@ def load_qwen2vl(path: str):
     source = f"'{os.path.basename(path)}'"
     raw = {}
     for shard in shard_paths(path):
-        raw.update(host.load_state_dict(shard))
+        raw.update(model_file.read_state_dict(shard, "Qwen2-VL text encoder"))
     sd = qwen_text_state_dict(raw, source)
     del raw
     config = qwen_config(sd)
@@ -268,7 +257,7 @@ def load_qwen2vl(path: str):
                          model_options={"easyanimate_qwen_config": config})
     missing, unexpected = clip.load_sd(sd)
     if missing or unexpected:
-        raise ValueError(f"{source} does not fill the Qwen2-VL text model read from its shapes ({config}): missing "
+        raise EasyAnimateInputError(f"{source} does not fill the Qwen2-VL text model read from its shapes ({config}): missing "
                          f"{missing[:8]}, unexpected {unexpected[:8]}")
     return clip
 
@@ -276,7 +265,7 @@ def load_qwen2vl(path: str):
 # ---------------------------------------------------------------- conditioning nodes' work
 def _check_v5_vae(video_vae) -> None:
     if getattr(video_vae, "version", None) != "easyanimate-v5" or video_vae.latent_channels != conditioning.LATENT_CHANNELS:
-        raise ValueError(f"the video VAE is {getattr(video_vae, 'name', video_vae)} "
+        raise EasyAnimateInputError(f"the video VAE is {getattr(video_vae, 'name', video_vae)} "
                          f"({getattr(video_vae, 'version', 'unknown')}); EasyAnimate V5.1 reads latents of the V5/V5.1 "
                          f"VAE: load the vae/ folder of EasyAnimateV5.1 with Load Video VAE (MotionKit)")
 
@@ -284,7 +273,7 @@ def _check_v5_vae(video_vae) -> None:
 def _frame_at(images: torch.Tensor | None, index: int, width: int, height: int, name: str) -> torch.Tensor:
     if images is None or images.ndim != 4 or images.shape[0] == 0:
         shape = "nothing" if images is None else f"shape {list(images.shape)}"
-        raise ValueError(f"{name} is {shape}; EasyAnimate V5.1 Image to Video needs an IMAGE (one frame [1,H,W,3]): "
+        raise EasyAnimateInputError(f"{name} is {shape}; EasyAnimate V5.1 Image to Video needs an IMAGE (one frame [1,H,W,3]): "
                          f"connect a Load Image")
     frame = images[index:index + 1].movedim(-1, 1)
     frame = comfy.utils.common_upscale(frame, width, height, "bilinear", "center")
@@ -313,13 +302,13 @@ def control_channels(control_latent: torch.Tensor, reference_latent: torch.Tenso
         if latent is None:
             continue
         if version is not None and version != "easyanimate-v5":
-            raise ValueError(f"{name} was encoded by the {version} VAE; EasyAnimate V5.1 reads latents of the "
+            raise EasyAnimateInputError(f"{name} was encoded by the {version} VAE; EasyAnimate V5.1 reads latents of the "
                              f"V5/V5.1 VAE: encode it with Load Video VAE (MotionKit) on EasyAnimateV5.1's vae/")
         check_latent(latent)
     if control_latent.shape[2] < 1:
-        raise ValueError("control_video has 0 frames: encode a video of 4k+1 frames")
+        raise EasyAnimateInputError("control_video has 0 frames: encode a video of 4k+1 frames")
     if reference_latent is not None and reference_latent.shape[-2:] != control_latent.shape[-2:]:
-        raise ValueError(f"reference_image is {reference_latent.shape[-1] * 8}x{reference_latent.shape[-2] * 8} pixels "
+        raise EasyAnimateInputError(f"reference_image is {reference_latent.shape[-1] * 8}x{reference_latent.shape[-2] * 8} pixels "
                          f"but control_video is {control_latent.shape[-1] * 8}x{control_latent.shape[-2] * 8}: resize "
                          f"the reference image to the video's size")
     channels = torch.cat([control_latent, conditioning.reference_channels(reference_latent, control_latent)], dim=1)

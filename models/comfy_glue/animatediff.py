@@ -10,30 +10,34 @@ Nothing global is replaced. The clone gets, under the key "MotionKit":
   len(cond_or_uncond) videos one after another) and refuses too many;
 - for versions trained with frame-joint GroupNorm (v1), object patches that swap the
   ResBlocks' and the output GroupNorms for `FramesGroupNorm` on this clone only.
-Used only inside ComfyUI (it needs `host.comfy`).
+Imported only inside ComfyUI: it imports ComfyUI's UNet, patcher and context-window modules.
 """
 from __future__ import annotations
 
 import contextvars
 import functools
 
+import comfy.context_windows
+import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+import comfy.patcher_extension
+import comfy.utils
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import host
-from .keys import ACROSS_FRAMES, PER_FRAME
-from .loader import LoadedMotionModule
-from .motion_lora import MotionLoRA, low_rank_patches
-from .motion_module import VanillaTemporalModule
+from ..animatediff.keys import ACROSS_FRAMES, GROUPNORM_MODES
+from ..animatediff.loader import LoadedMotionModule
+from ..animatediff.motion_lora import MotionLoRA, low_rank_patches
+from ..animatediff.motion_module import VanillaTemporalModule
+from ..animatediff.schedule import SCHEDULES, animatediff_betas
+from ..errors import MotionKitError
 
 KEY = "MotionKit"
-GROUPNORM_MODES = ("auto", PER_FRAME, ACROSS_FRAMES)
 _FRAMES: contextvars.ContextVar[int | None] = contextvars.ContextVar("motionkit_frames", default=None)
 """Frames per video of the UNet call in progress (set by the wrapper for the call's duration only)."""
 
 
-class MotionModuleError(ValueError):
+class MotionModuleError(MotionKitError):
     pass
 
 
@@ -61,6 +65,11 @@ class FramesGroupNorm(nn.Module):
 
 def video_frames(x: torch.Tensor, transformer_options: dict, info) -> int:
     """Frames per video in a UNet batch: the batch is len(cond_or_uncond) videos back to back."""
+    if x.ndim != 4:
+        raise MotionModuleError(
+            f"the latent is {x.ndim}D {list(x.shape)}, but an SD1.5/SDXL model with a motion module takes a video "
+            f"as an image latent [frames, channels, height, width]: the frames are the latent batch. Make the "
+            f"latent with Empty Latent Image (batch_size = frames), not a video latent node [B,C,T,H,W]")
     videos = len(transformer_options.get("cond_or_uncond") or [0])
     if x.shape[0] % videos:
         raise MotionModuleError(f"the UNet batch of {x.shape[0]} latents does not split into {videos} videos")
@@ -80,7 +89,6 @@ def _levels(unet) -> list[int]:
 
 def check_fits(unet, info) -> None:
     """Raise a clear error when the motion module's levels and channels are not the UNet's."""
-    openaimodel = host.comfy.ldm.modules.diffusionmodules.openaimodel
     if not isinstance(unet, openaimodel.UNetModel):
         raise MotionModuleError(f"Apply Motion Module needs an SD1.5 or SDXL checkpoint (ComfyUI's UNetModel); "
                                 f"this model is a {type(unet).__name__}")
@@ -119,7 +127,7 @@ def motion_slots(unet, model) -> list[tuple[nn.Sequential, VanillaTemporalModule
 
 def _insert(block: nn.Sequential, module: nn.Module, where: str) -> None:
     layers = list(block)
-    if where == "before_last" or (where == "before_upsample" and isinstance(layers[-1], host.comfy.ldm.modules.diffusionmodules.openaimodel.Upsample)):
+    if where == "before_last" or (where == "before_upsample" and isinstance(layers[-1], openaimodel.Upsample)):
         layers.insert(len(layers) - 1, module)
     else:
         layers.append(module)
@@ -134,7 +142,6 @@ def _set_layers(block: nn.Sequential, layers: list[nn.Module]) -> None:
 
 
 def _groupnorm_paths(unet) -> list[str]:
-    openaimodel = host.comfy.ldm.modules.diffusionmodules.openaimodel
     paths = []
     for name, module in unet.named_modules():
         if isinstance(module, openaimodel.ResBlock):
@@ -145,7 +152,6 @@ def _groupnorm_paths(unet) -> list[str]:
 def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoRA] | None = None,
                         scale: float = 1.0, groupnorm: str = "auto"):
     """Return a clone of `model` (an SD1.5/SDXL ModelPatcher) that samples videos with `motion`."""
-    host.require_comfyui("Apply Motion Module")
     if groupnorm not in GROUPNORM_MODES:
         raise MotionModuleError(f"groupnorm must be one of {GROUPNORM_MODES}, not '{groupnorm}'")
     if model.get_injections(KEY):
@@ -153,7 +159,7 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
     info = motion.info
     unet = model.get_model_object("diffusion_model")
     check_fits(unet, info)
-    ext = host.comfy.patcher_extension
+    ext = comfy.patcher_extension
 
     motion_patcher = motion.patcher.clone()
     for path, layer in low_rank_patches(motion_patcher.model, loras or []).items():
@@ -192,14 +198,14 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
     mode = info.unet_groupnorm if groupnorm == "auto" else groupnorm
     if mode == ACROSS_FRAMES:
         for path in _groupnorm_paths(unet):
-            norm = host.comfy.utils.get_attr(unet, path)
+            norm = comfy.utils.get_attr(unet, path)
             patched.add_object_patch(f"diffusion_model.{path}", FramesGroupNorm(norm))
     return patched
 
 
 @functools.cache
 def _frame_window_handler_class():
-    base = host.comfy.context_windows.IndexListContextHandler
+    base = comfy.context_windows.IndexListContextHandler
 
     class FrameWindowHandler(base):
         """ComfyUI's IndexListContextHandler for windows over the batch (frame) axis.
@@ -222,7 +228,7 @@ def frame_windows_for_this_run(executor, *args, **kwargs):
     guider = executor.class_obj
     handler = guider.model_options.get("context_handler")
     cls = _frame_window_handler_class()
-    if type(handler) is host.comfy.context_windows.IndexListContextHandler and handler.dim == 0:
+    if type(handler) is comfy.context_windows.IndexListContextHandler and handler.dim == 0:
         fixed = cls(context_schedule=handler.context_schedule, fuse_method=handler.fuse_method,
                     context_length=handler.context_length, context_overlap=handler.context_overlap,
                     context_stride=handler.context_stride, closed_loop=handler.closed_loop, dim=0)
@@ -233,7 +239,6 @@ def frame_windows_for_this_run(executor, *args, **kwargs):
 
 def animatediff_beta_schedule(model, schedule: str):
     """Clone `model` with the beta schedule AnimateDiff was trained with (linear 0.00085 to 0.012)."""
-    host.require_comfyui("the AnimateDiff beta schedule")
     patched = model.clone()
     current = model.get_model_object("model_sampling")
     sampling = type(current)(model.model.model_config)
@@ -241,11 +246,3 @@ def animatediff_beta_schedule(model, schedule: str):
         sampling._register_schedule(given_betas=animatediff_betas())
     patched.add_object_patch("model_sampling", sampling)
     return patched
-
-
-SCHEDULES = ("animatediff linear (0.00085 to 0.012)", "sd scaled linear (ComfyUI default)")
-
-
-def animatediff_betas(steps: int = 1000) -> torch.Tensor:
-    """The betas of AnimateDiff's training scheduler: evenly spaced from 0.00085 to 0.012."""
-    return torch.linspace(0.00085, 0.012, steps, dtype=torch.float64)

@@ -1,6 +1,6 @@
 """CogVideoX as a native ComfyUI model: model class, sampling, latent format, loading.
 
-Imported only inside ComfyUI (host.IN_COMFYUI). The pinned ComfyUI has no CogVideoX, so
+Imported only inside ComfyUI. The pinned ComfyUI has no CogVideoX, so
 this module provides one the core samplers drive: `CogVideoXModel` is a
 `comfy.model_base.BaseModel` with v-prediction on CogVideoX's zero-terminal-SNR
 scaled-linear schedule, wrapped in a ModelPatcher like any core model.
@@ -10,19 +10,23 @@ from __future__ import annotations
 import logging
 import os
 
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_sampling
+import comfy.sd
+import comfy.supported_models_base
+import comfy.text_encoders.sd3_clip
+import comfy.utils
 import torch
 
-from .. import host
-from . import keys
-from .transformer import CogVideoXTransformer
-
-comfy = host.comfy
+from .. import model_file
+from ..cogvideox import keys
+from ..cogvideox.transformer import CogVideoXTransformer
+from .diffusion_model import build_model_patcher
 
 log = logging.getLogger("MotionKit")
 
-WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-                 "fp8_e4m3fn": torch.float8_e4m3fn}
-HALF_DTYPES = (torch.float16, torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 def cogvideox_alphas_cumprod(snr_shift_scale: float = 1.0, steps: int = 1000) -> torch.Tensor:
@@ -130,7 +134,7 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the CogVideoX transformer of `path` (diffusers keys, one file or shards)."""
     state_dict = {}
     for shard in keys.shard_paths(path):
-        state_dict.update(host.load_state_dict(shard))
+        state_dict.update(model_file.read_state_dict(shard, "CogVideoX transformer"))
     return build_cogvideox(state_dict, f"'{os.path.basename(path)}'", keys.read_folder_config(path),
                            lambda config: keys.snr_shift_scale(path, config), weight_dtype)
 
@@ -140,29 +144,9 @@ def build_cogvideox(state_dict: dict, source: str = "the checkpoint", folder_con
     """A ModelPatcher for a CogVideoX state dict (any supported key layout); snr_shift_scale(config) -> float."""
     sd = keys.detect(state_dict, source)
     config = keys.config_from_state_dict(sd, folder_config)
-    load_device, offload = host.torch_device(), host.offload_device()
-    file_dtype = comfy.utils.weight_dtype(sd)
-    wanted = WEIGHT_DTYPES[weight_dtype]
-    if load_device.type == "cpu":
-        half = wanted if wanted in HALF_DTYPES else (file_dtype if wanted is None and file_dtype in HALF_DTYPES else None)
-        if half is not None:
-            side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
-            raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
-                             f"set weight_dtype to 'fp32' (or load a bf16/fp32 file)")
     shift = snr_shift_scale(config) if snr_shift_scale else (1.0 if config["use_rotary_positional_embeddings"] else 3.0)
-    config_obj = CogVideoXModelConfig(config, snr_shift_scale=shift)
-    parameters = comfy.utils.calculate_parameters(sd)
-    if wanted is None:
-        unet_dtype = comfy.model_management.unet_dtype(model_params=parameters, weight_dtype=file_dtype,
-                                                       supported_dtypes=config_obj.supported_inference_dtypes)
-    else:
-        unet_dtype = wanted
-    manual_cast = comfy.model_management.unet_manual_cast(unet_dtype, load_device, config_obj.supported_inference_dtypes)
-    config_obj.set_inference_dtype(unet_dtype, manual_cast)
-    model = config_obj.get_model(sd, "", device=offload)
-    keys.check_keys(model.diffusion_model, sd, source)
-    model.load_model_weights(sd, "")
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
+    return build_model_patcher(CogVideoXModelConfig(config, snr_shift_scale=shift), sd, source, weight_dtype,
+                               keys.check_keys)
 
 
 # ---------------------------------------------------------------- T5 text encoder of any size
@@ -187,7 +171,7 @@ def t5_config_from_state_dict(sd: dict, source: str = "the file") -> dict:
 def load_t5(path: str):
     """A CLIP (T5 only, SD3-type tokenizer) for a T5 v1.1 encoder file of any size, through ComfyUI's CLIP class."""
     source = f"'{os.path.basename(path)}'"
-    sd = host.load_state_dict(path)
+    sd = model_file.read_state_dict(path, "T5 text encoder")
     config = t5_config_from_state_dict(sd, source)
     sd3 = comfy.text_encoders.sd3_clip
     target = comfy.supported_models_base.ClipTarget(sd3.SD3Tokenizer, sd3.sd3_clip(
@@ -205,7 +189,7 @@ def load_t5(path: str):
 # ---------------------------------------------------------------- dynamic CFG
 def with_dynamic_cfg(model):
     """A clone whose CFG scale follows CogVideoX pipelines' `use_dynamic_cfg` (schedule.dynamic_cfg_scale)."""
-    from .schedule import dynamic_cfg_scale
+    from ..cogvideox.schedule import dynamic_cfg_scale
 
     def cfg_function(args):
         sampling = args["model"].model_sampling

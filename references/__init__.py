@@ -1,0 +1,14 @@
+"""Independent references and measuring helpers, shared by the tests and the benchmarks.
+
+Each module re-states a published algorithm or wraps the library that defines it (diffusers,
+torchvision, OpenCV), never the pack's own code, so parity against it means something:
+
+- `tora_reference`: Tora's official DiT (diffusers CogVideoX + the official fuser and extractor).
+- `trajectory_reference`: Tora's official trajectory -> flow pipeline (OpenCV + torchvision).
+- `animatediff_reference`: diffusers' motion UNet and the original AnimateDiff MotionLoRA merge.
+- `slice_vae_official`: EasyAnimate's official sliced decode on diffusers' AutoencoderKLMagvit.
+- `peak_memory`: peak tensor memory of a call, traced from torch's dispatcher.
+
+Import as `from references import tora_reference` with the repository root on sys.path
+(pytest's `pythonpath` setting; `python -m bench.<name>` from the root).
+"""
