@@ -28,16 +28,17 @@ from references.peak_memory import peak_bytes
 
 CONFIGS = {
     "tiny": dict(num_attention_heads=4, attention_head_dim=32, in_channels=16, out_channels=16, patch_size=2,
-                 time_embed_dim=64, text_embed_dim=64, num_layers=4),
+                 time_embed_dim=64, text_embed_dim=64, num_layers=4, mmdit_layers=4, add_norm_text_encoder=True),
     "full": dict(num_attention_heads=48, attention_head_dim=64, in_channels=16, out_channels=16, patch_size=2,
-                 time_embed_dim=512, text_embed_dim=3584, num_layers=48),
+                 time_embed_dim=512, text_embed_dim=3584, num_layers=48, mmdit_layers=48, add_norm_text_encoder=True),
 }
 TEXT_TOKENS = 256
 
 
 def _config(args):
     config = CONFIGS[args.config]
-    return dict(config, num_layers=args.layers or config["num_layers"])
+    layers = args.layers or config["num_layers"]
+    return dict(config, num_layers=layers, mmdit_layers=min(layers, config["mmdit_layers"]))
 
 
 def _weights(args):
@@ -107,7 +108,7 @@ def run_reference(args) -> dict:
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     config = _config(args)
     with torch.device("meta"):
-        transformer = EasyAnimateTransformer3DModel(**config, mmdit_layers=config["num_layers"]).eval()
+        transformer = EasyAnimateTransformer3DModel(**config).eval()
     transformer.load_state_dict(_weights(args), assign=True)
     transformer.to(device, dtype)
     positive, negative, shape = _inputs(args)

@@ -7,6 +7,7 @@ torchvision, OpenCV), never the pack's own code, so parity against it means some
 - `trajectory_reference`: Tora's official trajectory -> flow pipeline (OpenCV + torchvision).
 - `animatediff_reference`: diffusers' motion UNet and the original AnimateDiff MotionLoRA merge.
 - `slice_vae_official`: EasyAnimate's official sliced decode on diffusers' AutoencoderKLMagvit.
+- `easyanimate_reference`: the official V5.1 single-stream attention on diffusers' EasyAnimate transformer.
 - `peak_memory`: peak tensor memory of a call, traced from torch's dispatcher.
 
 Import as `from references import tora_reference` with the repository root on sys.path

@@ -13,7 +13,7 @@ from motionkit.models.easyanimate import conditioning, dit_keys  # noqa: E402
 from motionkit.models.easyanimate.transformer_v51 import EasyAnimateV51Transformer  # noqa: E402
 
 SMALL = dict(num_attention_heads=2, attention_head_dim=16, out_channels=16, patch_size=2, num_layers=2,
-             time_embed_dim=24, text_embed_dim=20)
+             time_embed_dim=24, text_embed_dim=20, add_norm_text_encoder=True)
 
 
 def _diffusers():
@@ -66,7 +66,6 @@ def test_official_layout_renames_each_text_stream_key_once():
     official = tiny.official_names(state)
     assert "transformer_blocks.1.attn2.to_out.0.weight" in official
     assert "transformer_blocks.1.attn1.to_add_out.weight" not in official
-    official["text_proj_t5.weight"] = torch.zeros(128, 4096)  # an unused V5 projection some official files carry
     renamed = dit_keys.detect({"model.diffusion_model." + k: v for k, v in official.items()}, "official")
     assert sorted(renamed) == sorted(state)
     assert all(torch.equal(renamed[k], state[k]) for k in state)
@@ -74,21 +73,50 @@ def test_official_layout_renames_each_text_stream_key_once():
     assert max(hits.values()) == 1 and sum(hits.values()) == 12 * tiny.TINY_CONFIG["num_layers"]  # 6 modules, weight and bias
 
 
-@pytest.mark.parametrize("variant,channels", sorted(dit_keys.VARIANTS.items(), key=lambda kv: kv[0]))
+PUBLISHED_INP_PARAMETERS = {"EasyAnimateV5.1-12b": 11_799_265_856, "EasyAnimateV5.1-7b": 6_814_670_912}
+"""Parameter counts of the published -InP transformers (their safetensors metadata)."""
+
+
+@pytest.mark.parametrize("name", sorted(dit_keys.PUBLISHED))
+@pytest.mark.parametrize("channels,variant", sorted(dit_keys.VARIANTS.items()))
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
-def test_published_12b_key_sets_fill_our_model_on_meta(variant, channels, prefix):
-    channels, variant = variant, channels
+def test_published_key_sets_fill_our_model_on_meta(name, channels, variant, prefix):
     with torch.device("meta"):
-        reference = _diffusers()(**dit_keys.PUBLISHED["EasyAnimateV5.1-12b"], in_channels=channels)
+        reference = _diffusers()(**dit_keys.PUBLISHED[name], in_channels=channels)
     published = {prefix + k: v for k, v in reference.state_dict().items()}
-    sd = dit_keys.detect(published, "12b")
-    config = dit_keys.config_from_state_dict(sd, "12b")
-    assert config["num_attention_heads"] == 48 and config["num_layers"] == 48 and config["text_embed_dim"] == 3584
+    sd = dit_keys.detect(published, name)
+    config = dit_keys.config_from_state_dict(sd, name)
+    assert {k: config[k] for k in dit_keys.PUBLISHED[name]} == dit_keys.PUBLISHED[name]
     model = EasyAnimateV51Transformer(**config, device="meta")
-    dit_keys.check_keys(model, sd, "12b")
+    dit_keys.check_keys(model, sd, name)
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {k: tuple(v.shape) for k, v in sd.items()}
     parameters = sum(v.numel() for v in sd.values())
-    assert dit_keys.describe(config, parameters) == f"EasyAnimate V5.1 12B {variant}"
+    if variant == "InP":
+        assert parameters == PUBLISHED_INP_PARAMETERS[name]
+    assert dit_keys.describe(config, parameters) == f"EasyAnimate V5.1 {name.split('-')[-1].upper()} {variant}"
+
+
+def test_7b_single_stream_blocks_match_the_official_attention():
+    """The 7B layout (MMDiT blocks first, then single-stream ones) against diffusers' model with the official
+    single-stream attention (references/easyanimate_reference.py: diffusers' port differs there)."""
+    from references.easyanimate_reference import official_single_stream
+
+    torch.manual_seed(0)
+    config = dict(SMALL, num_layers=3, mmdit_layers=1, in_channels=33)
+    reference = official_single_stream(_diffusers()(**config).eval())
+    state = {k: torch.randn_like(v) * 0.3 for k, v in reference.state_dict().items()}
+    reference.load_state_dict(state)
+    sd = dit_keys.detect(state, "7b-like")
+    ours_config = dit_keys.config_from_state_dict(sd, "7b-like")
+    assert (ours_config["num_layers"], ours_config["mmdit_layers"]) == (3, 1)
+    ours = EasyAnimateV51Transformer(**ours_config).eval()
+    ours.load_state_dict(sd, strict=True)
+    x, extra, context = torch.randn(2, 16, 3, 6, 10), torch.randn(2, 17, 3, 6, 10), torch.randn(2, 7, 20)
+    t = torch.tensor([999.0, 421.5])
+    with torch.no_grad():
+        expected = reference(x, t, encoder_hidden_states=context, inpaint_latents=extra, return_dict=False)[0]
+        got = ours(torch.cat([x, extra], dim=1), t, context)
+    assert (got - expected).abs().max().item() <= 1e-5
 
 
 @pytest.mark.parametrize("keys,names", [
@@ -200,7 +228,7 @@ def test_core_sampler_reproduces_the_easyanimate_pipeline_loop(tiny_models, shif
     model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
     if shift != 1.0:
         (model,) = ModelSamplingSD3().patch(model, shift)
-    reference = _diffusers()(**tiny.TINY_CONFIG, mmdit_layers=2).eval()
+    reference = _diffusers()(**tiny.TINY_CONFIG).eval()
     reference.load_state_dict(tiny.tiny_state_dict("t2v"))
     torch.manual_seed(0)
     positive, negative = torch.randn(1, 12, 128), torch.randn(1, 12, 128)
@@ -225,7 +253,7 @@ def test_inp_and_control_channels_reach_the_transformer_like_the_pipelines(tiny_
     name = tiny.INP_FILE if variant == "InP" else tiny.CONTROL_FILE
     patcher = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / name))
     channels = 33 if variant == "InP" else 48
-    reference = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=channels), mmdit_layers=2).eval()
+    reference = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=channels)).eval()
     reference.load_state_dict(tiny.tiny_state_dict(variant.lower(), seed=1))
     torch.manual_seed(2)
     noise, context = torch.randn(1, 16, 3, 4, 6), torch.randn(1, 12, 128)
@@ -269,7 +297,7 @@ def test_image_to_video_reproduces_the_inpaint_pipeline(tiny_models):
     from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51ImageToVideo
 
     vae, ours_vae = _tiny_v5_vaes()
-    transformer = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=33), mmdit_layers=2,
+    transformer = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=33), 
                                add_noise_in_inpaint_model=False).eval()
     transformer.load_state_dict(tiny.tiny_state_dict("inp", seed=1))
     model = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / tiny.INP_FILE))
@@ -308,7 +336,7 @@ def test_control_reproduces_the_control_pipeline(tiny_models, with_reference):
     from motionkit.nodes.video_vae import MotionKitVideoVAEEncode
 
     vae, ours_vae = _tiny_v5_vaes()
-    transformer = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=48), mmdit_layers=2).eval()
+    transformer = _diffusers()(**dict(tiny.TINY_CONFIG, in_channels=48)).eval()
     transformer.load_state_dict(tiny.tiny_state_dict("control", seed=1))
     model = comfy_glue.load_easyanimate_v51(str(tiny_models / "diffusion_models" / tiny.CONTROL_FILE))
     torch.manual_seed(4)

@@ -5,13 +5,13 @@ Published layouts (folder `transformer/`, one `diffusion_pytorch_model.safetenso
 `diffusion_pytorch_model-0000N-of-0000M.safetensors` with their index):
 - diffusers (`alibaba-pai/EasyAnimateV5.1-{12b,7b}-zh[-InP|-Control]-diffusers`): `EasyAnimateTransformer3DModel` keys;
 - official (`alibaba-pai/EasyAnimateV5.1-{12b,7b}-zh[-InP|-Control]`): the same except the text stream's
-  attention, a second `Attention` module `attn2` (official easyanimate/models/attention.py, EasyAnimateDiTBlock),
-  and, in some configs, an unused `text_proj_t5` for the V5 T5 encoder.
-Either may carry ComfyUI's `model.diffusion_model.` prefix.
+  attention, a second `Attention` module `attn2` (official easyanimate/models/attention.py, EasyAnimateDiTBlock).
+Either may carry ComfyUI's `model.diffusion_model.` prefix. The published V5.1 configs (checked against the
+published parameter counts, 11,799,265,856 for 12B-InP and 6,814,670,912 for 7B-InP): 48 heads of 64, text width
+3584 behind an RMSNorm (`add_norm_text_encoder`), 12B 48 MMDiT blocks, 7B 36 blocks of which the first 18 MMDiT.
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 
@@ -20,12 +20,13 @@ import torch
 from .. import model_file
 from ..errors import MotionKitError
 
-log = logging.getLogger("MotionKit")
 
 PREFIXES = ("model.diffusion_model.", "transformer.", "")
-MARKERS = ("proj.weight", "text_proj.weight", "time_embedding.linear_1.weight", "transformer_blocks.0.norm1.linear.weight",
+MARKERS = ("proj.weight", "time_embedding.linear_1.weight", "transformer_blocks.0.norm1.linear.weight",
            "transformer_blocks.0.attn1.to_q.weight", "norm_out.linear.weight", "proj_out.weight")
-"""Keys every EasyAnimate V5/V5.1 transformer has, in both layouts."""
+"""Keys every EasyAnimate V5/V5.1 transformer has, in both layouts (and a text projection, TEXT_PROJECTIONS)."""
+TEXT_PROJECTIONS = {"text_proj.1.weight": True, "text_proj.weight": False}
+"""The text projection's weight -> whether an RMSNorm (text_proj.0) precedes it (add_norm_text_encoder)."""
 
 OFFICIAL_RENAMES = (
     (re.compile(r"^(transformer_blocks\.\d+)\.attn2\.to_q\."), r"\1.attn1.add_q_proj."),
@@ -37,20 +38,22 @@ OFFICIAL_RENAMES = (
 )
 """Official text-stream attention (`attn2`, official processor.py EasyAnimateAttnProcessor2_0) -> diffusers names."""
 
-UNUSED_IN_V51 = re.compile(r"^text_proj_t5\.")
-"""The V5 T5 projection some official V5.1 configs still build; the V5.1 pipelines never feed it."""
 
 BLOCK_KEY = re.compile(r"^transformer_blocks\.(\d+)\.")
 
-V5_BERT_WIDTH = 1024
-"""EasyAnimate V5's first text encoder (HunyuanDiT's multilingual Bert) is 1024 wide; V5.1's Qwen2-VL-7B 3584."""
+V5_MARKERS = ("text_proj_t5.weight", "text_proj_t5.1.weight")
+"""EasyAnimate V5 feeds a second text encoder (T5) through its own projection; V5.1 has none."""
 
 VARIANTS = {16: "T2V", 33: "InP", 48: "Control"}
 """Input channels -> variant: noise (16); + mask (1) + masked video (16); + control video (16) + reference (16)."""
 
 PUBLISHED = {
     "EasyAnimateV5.1-12b": dict(num_attention_heads=48, attention_head_dim=64, num_layers=48, mmdit_layers=48,
-                                text_embed_dim=3584, time_embed_dim=512, patch_size=2, out_channels=16),
+                                text_embed_dim=3584, add_norm_text_encoder=True, time_embed_dim=512, patch_size=2,
+                                out_channels=16),
+    "EasyAnimateV5.1-7b": dict(num_attention_heads=48, attention_head_dim=64, num_layers=36, mmdit_layers=18,
+                               text_embed_dim=3584, add_norm_text_encoder=True, time_embed_dim=512, patch_size=2,
+                               out_channels=16),
 }
 """Full-size diffusers configs of the published transformers (in_channels per variant from VARIANTS)."""
 
@@ -99,6 +102,8 @@ def detect(state_dict: dict[str, torch.Tensor], source: str = "the checkpoint") 
     """Check the file is an EasyAnimate V5.1 transformer; return its diffusers-named state dict."""
     sd = strip_prefix(state_dict)
     missing = [k for k in MARKERS if k not in sd]
+    if not any(k in sd for k in TEXT_PROJECTIONS):
+        missing.append(" or ".join(TEXT_PROJECTIONS))
     if missing:
         other = _other_family(state_dict, sd)
         if other:
@@ -107,19 +112,11 @@ def detect(state_dict: dict[str, torch.Tensor], source: str = "the checkpoint") 
         raise EasyAnimateFormatError(f"{source} is not an EasyAnimate V5.1 transformer: checked the diffusers and "
                                      f"official layouts (prefixes {', '.join(repr(p) for p in PREFIXES)}); missing "
                                      f"keys {', '.join(missing)}; the file starts with {sample}")
-    if "text_proj.0.weight" in sd or "text_proj.1.weight" in sd:
-        raise EasyAnimateFormatError(f"{source} normalizes its text input (add_norm_text_encoder), which no published "
-                                     f"V5.1 model does; MotionKit runs the published V5.1 layout")
-    text_width = sd["text_proj.weight"].shape[1]
-    if "text_proj_t5.weight" in sd and text_width == V5_BERT_WIDTH:
-        raise EasyAnimateFormatError(f"{source} is an EasyAnimate V5 transformer (Bert + T5 text encoders, text width "
-                                     f"{text_width}); MotionKit runs V5.1 (Qwen2-VL text): use the "
-                                     f"EasyAnimateV5.1 weights")
-    dropped = sorted(k for k in sd if UNUSED_IN_V51.match(k))
-    if dropped:
-        log.info("MotionKit: %s carries %d text_proj_t5 weights the V5.1 pipelines never use; left out",
-                  source, len(dropped))
-    return rename_official({k: v for k, v in sd.items() if not UNUSED_IN_V51.match(k)})
+    if any(k in sd for k in V5_MARKERS):
+        raise EasyAnimateFormatError(f"{source} is an EasyAnimate V5 transformer (Bert + T5 text encoders, "
+                                     f"text_proj_t5); MotionKit runs V5.1 (Qwen2-VL text): use the EasyAnimateV5.1 "
+                                     f"weights")
+    return rename_official(sd)
 
 
 def config_from_state_dict(sd: dict[str, torch.Tensor], source: str = "the checkpoint",
@@ -129,19 +126,21 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], source: str = "the check
     dim, in_channels, patch = proj.shape[0], proj.shape[1], proj.shape[2]
     head_dim = sd["transformer_blocks.0.attn1.norm_q.weight"].shape[0]
     layers = 1 + max(int(BLOCK_KEY.match(k).group(1)) for k in sd if BLOCK_KEY.match(k))
-    single = [i for i in range(layers) if f"transformer_blocks.{i}.attn1.add_q_proj.weight" not in sd]
-    if single:
-        raise EasyAnimateFormatError(f"{source} has blocks without a text stream of their own ({single[:4]}...); "
-                                     f"every published V5.1 block is an MMDiT block")
+    mmdit = [i for i in range(layers) if f"transformer_blocks.{i}.attn1.add_q_proj.weight" in sd]
+    if mmdit != list(range(len(mmdit))):
+        raise EasyAnimateFormatError(f"{source} has MMDiT blocks {mmdit[:6]}... that are not the first ones; "
+                                     f"EasyAnimate V5.1 puts its MMDiT blocks first")
     if in_channels not in VARIANTS:
         raise EasyAnimateFormatError(f"{source} takes {in_channels} input channels; MotionKit knows the V5.1 "
                                      f"variants {', '.join(f'{c} ({v})' for c, v in VARIANTS.items())} (Control-Camera "
                                      f"models are not supported)")
+    text_key = next(k for k in TEXT_PROJECTIONS if k in sd)
     config = dict(
         num_attention_heads=dim // head_dim, attention_head_dim=head_dim, in_channels=in_channels,
         out_channels=sd["proj_out.weight"].shape[0] // (patch * patch), patch_size=patch,
-        time_embed_dim=sd["time_embedding.linear_1.weight"].shape[0], text_embed_dim=sd["text_proj.weight"].shape[1],
-        num_layers=layers, after_norm="transformer_blocks.0.norm3.weight" in sd)
+        time_embed_dim=sd["time_embedding.linear_1.weight"].shape[0], text_embed_dim=sd[text_key].shape[1],
+        add_norm_text_encoder=TEXT_PROJECTIONS[text_key], num_layers=layers, mmdit_layers=len(mmdit),
+        after_norm="transformer_blocks.0.norm3.weight" in sd)
     for key in ("norm_eps", "flip_sin_to_cos", "freq_shift"):
         if folder_config and key in folder_config:
             config[key] = folder_config[key]

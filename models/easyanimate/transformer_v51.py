@@ -48,54 +48,83 @@ class EasyAnimateAdaNormZero(nn.Module):
         return x, text, gate, t_gate
 
 
-class EasyAnimateJointAttention(nn.Module):
-    """MMDiT joint attention over [text; video]: each stream has its own q/k/v, LayerNorms on q and k and output
-    projection; RoPE rotates the video tokens only."""
+class EasyAnimateSharedAttention(nn.Module):
+    """Self-attention over [text; video] with one set of q/k/v and output weights for both (the 7B model's later
+    blocks), LayerNorm on q and k, RoPE on the video tokens only. As the official EasyAnimateAttnProcessor2_0
+    without attn2: the output projection applies to the text tokens too (diffusers' port leaves them unprojected)."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, device=None, dtype=None, operations=nn):
         super().__init__()
         self.heads = heads
         inner = heads * head_dim
-        linear = lambda: operations.Linear(dim, inner, device=device, dtype=dtype)  # noqa: E731
-        norm = lambda: operations.LayerNorm(head_dim, eps=1e-6, device=device, dtype=dtype)  # noqa: E731
-        self.to_q, self.to_k, self.to_v = linear(), linear(), linear()
-        self.norm_q, self.norm_k = norm(), norm()
+        self.to_q, self.to_k, self.to_v = (operations.Linear(dim, inner, device=device, dtype=dtype) for _ in range(3))
+        self.norm_q, self.norm_k = (operations.LayerNorm(head_dim, eps=1e-6, device=device, dtype=dtype) for _ in range(2))
         self.to_out = nn.ModuleList([operations.Linear(inner, dim, device=device, dtype=dtype)])
-        self.add_q_proj, self.add_k_proj, self.add_v_proj = linear(), linear(), linear()
-        self.norm_added_q, self.norm_added_k = norm(), norm()
-        self.to_add_out = operations.Linear(inner, dim, device=device, dtype=dtype)
 
-    def _heads(self, x, project, norm=None):
+    @staticmethod
+    def _heads(x, heads, project, norm=None):
         b, n, _ = x.shape
-        x = project(x).reshape(b, n, self.heads, -1).transpose(1, 2)
+        x = project(x).reshape(b, n, heads, -1).transpose(1, 2)
         return norm(x) if norm is not None else x
+
+    def _rotate(self, x, text_length, rope):
+        return torch.cat([x[:, :, :text_length], apply_rope(x[:, :, text_length:], *rope)], dim=2)
 
     def forward(self, video: torch.Tensor, text: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
         text_length = text.shape[1]
+        tokens = torch.cat([text, video], dim=1)
+        q = self._rotate(self._heads(tokens, self.heads, self.to_q, self.norm_q), text_length, rope)
+        k = self._rotate(self._heads(tokens, self.heads, self.to_k, self.norm_k), text_length, rope)
+        v = self._heads(tokens, self.heads, self.to_v)
+        del tokens
+        out = self.to_out[0](host.attention(q, k, v, self.heads))
+        return out[:, text_length:], out[:, :text_length]
+
+
+class EasyAnimateJointAttention(EasyAnimateSharedAttention):
+    """MMDiT joint attention over [text; video]: the text tokens have their own q/k/v, q/k LayerNorms and output
+    projection (diffusers' add_*; the official files' attn2)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, device=None, dtype=None, operations=nn):
+        super().__init__(dim, heads, head_dim, device, dtype, operations)
+        inner = heads * head_dim
+        self.add_q_proj, self.add_k_proj, self.add_v_proj = (
+            operations.Linear(dim, inner, device=device, dtype=dtype) for _ in range(3))
+        self.norm_added_q, self.norm_added_k = (
+            operations.LayerNorm(head_dim, eps=1e-6, device=device, dtype=dtype) for _ in range(2))
+        self.to_add_out = operations.Linear(inner, dim, device=device, dtype=dtype)
+
+    def forward(self, video: torch.Tensor, text: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
+        text_length, h = text.shape[1], self.heads
         cos, sin = rope
-        q = torch.cat([self._heads(text, self.add_q_proj, self.norm_added_q),
-                       apply_rope(self._heads(video, self.to_q, self.norm_q), cos, sin)], dim=2)
-        k = torch.cat([self._heads(text, self.add_k_proj, self.norm_added_k),
-                       apply_rope(self._heads(video, self.to_k, self.norm_k), cos, sin)], dim=2)
-        v = torch.cat([self._heads(text, self.add_v_proj), self._heads(video, self.to_v)], dim=2)
-        out = host.attention(q, k, v, self.heads)
+        q = torch.cat([self._heads(text, h, self.add_q_proj, self.norm_added_q),
+                       apply_rope(self._heads(video, h, self.to_q, self.norm_q), cos, sin)], dim=2)
+        k = torch.cat([self._heads(text, h, self.add_k_proj, self.norm_added_k),
+                       apply_rope(self._heads(video, h, self.to_k, self.norm_k), cos, sin)], dim=2)
+        v = torch.cat([self._heads(text, h, self.add_v_proj), self._heads(video, h, self.to_v)], dim=2)
+        out = host.attention(q, k, v, h)
         del q, k, v
         return self.to_out[0](out[:, text_length:]), self.to_add_out(out[:, :text_length])
 
 
-class EasyAnimateBlock(nn.Module):
-    """One MMDiT block: modulated joint attention, then a feed-forward per stream, both gated; with
-    `after_norm` a float32 LayerNorm follows each feed-forward."""
+class EasyAnimateSharedBlock(nn.Module):
+    """One single-stream block (the 7B model's later half): modulated attention with shared weights, then one
+    feed-forward for both streams, both gated (per stream); with `after_norm` a float32 LayerNorm follows each
+    feed-forward."""
+
+    attention_class = EasyAnimateSharedAttention
 
     def __init__(self, dim: int, heads: int, head_dim: int, time_dim: int, eps: float, after_norm: bool,
                  device=None, dtype=None, operations=nn):
         super().__init__()
         self.norm1 = EasyAnimateAdaNormZero(time_dim, dim, eps, device, dtype, operations)
-        self.attn1 = EasyAnimateJointAttention(dim, heads, head_dim, device, dtype, operations)
+        self.attn1 = self.attention_class(dim, heads, head_dim, device, dtype, operations)
         self.norm2 = EasyAnimateAdaNormZero(time_dim, dim, eps, device, dtype, operations)
         self.ff = CogVideoXFeedForward(dim, 4 * dim, device, dtype, operations)
-        self.txt_ff = CogVideoXFeedForward(dim, 4 * dim, device, dtype, operations)
         self.norm3 = operations.LayerNorm(dim, eps=eps, device=device, dtype=dtype) if after_norm else None
+
+    def text_feed_forward(self):
+        return self.ff
 
     def feed(self, ff, x):
         """The feed-forward (then norm3) of tokens x [B, N, D], as one batch: the plain version."""
@@ -120,8 +149,22 @@ class EasyAnimateBlock(nn.Module):
         del attended_video, attended_text
         n_video, n_text, gate, t_gate = self.norm2(video, text, temb)
         video = torch.addcmul(video, gate, self.feed_chunked(self.ff, n_video))
-        text = torch.addcmul(text, t_gate, self.feed_chunked(self.txt_ff, n_text))
+        text = torch.addcmul(text, t_gate, self.feed_chunked(self.text_feed_forward(), n_text))
         return video, text
+
+
+class EasyAnimateBlock(EasyAnimateSharedBlock):
+    """One MMDiT block: the text stream has its own attention weights and feed-forward."""
+
+    attention_class = EasyAnimateJointAttention
+
+    def __init__(self, dim: int, heads: int, head_dim: int, time_dim: int, eps: float, after_norm: bool,
+                 device=None, dtype=None, operations=nn):
+        super().__init__(dim, heads, head_dim, time_dim, eps, after_norm, device, dtype, operations)
+        self.txt_ff = CogVideoXFeedForward(dim, 4 * dim, device, dtype, operations)
+
+    def text_feed_forward(self):
+        return self.txt_ff
 
 
 class EasyAnimateFinalNorm(nn.Module):
@@ -149,7 +192,10 @@ class EasyAnimateV51Transformer(nn.Module):
         patch_size: spatial patch size (2).
         time_embed_dim: width of the time embedding fed to every adaptive norm (512).
         text_embed_dim: width of the text features (3584, Qwen2-VL-7B's hidden size).
-        num_layers: transformer blocks (48).
+        num_layers: transformer blocks (12B: 48, 7B: 36).
+        mmdit_layers: how many of the first blocks are MMDiT blocks (12B: all 48, 7B: 18); the rest share their
+            attention and feed-forward weights between text and video.
+        add_norm_text_encoder: an RMSNorm before the text projection (True in the published V5.1 models).
         norm_eps: epsilon of the adaptive LayerNorms (1e-5).
         after_norm: a LayerNorm after each feed-forward (False in V5.1).
         flip_sin_to_cos, freq_shift: layout of the sinusoidal timestep features (True, 0).
@@ -157,7 +203,8 @@ class EasyAnimateV51Transformer(nn.Module):
 
     def __init__(self, num_attention_heads: int = 48, attention_head_dim: int = 64, in_channels: int = 16,
                  out_channels: int = 16, patch_size: int = 2, time_embed_dim: int = 512, text_embed_dim: int = 3584,
-                 num_layers: int = 48, norm_eps: float = 1e-5, after_norm: bool = False,
+                 num_layers: int = 48, mmdit_layers: int = 48, add_norm_text_encoder: bool = True,
+                 norm_eps: float = 1e-5, after_norm: bool = False,
                  flip_sin_to_cos: bool = True, freq_shift: int = 0, device=None, dtype=None, operations=nn,
                  **_ignored):
         super().__init__()
@@ -169,11 +216,18 @@ class EasyAnimateV51Transformer(nn.Module):
         self.flip_sin_to_cos, self.freq_shift = flip_sin_to_cos, freq_shift
         self.time_embedding = CogVideoXTimestepMLP(dim, time_embed_dim, device, dtype, operations)
         self.proj = operations.Conv2d(in_channels, dim, patch_size, stride=patch_size, device=device, dtype=dtype)
-        self.text_proj = operations.Linear(text_embed_dim, dim, device=device, dtype=dtype)
+        projection = operations.Linear(text_embed_dim, dim, device=device, dtype=dtype)
+        if add_norm_text_encoder:
+            self.text_proj = nn.Sequential(
+                operations.RMSNorm(text_embed_dim, eps=1e-6, elementwise_affine=True, device=device, dtype=dtype),
+                projection)
+        else:
+            self.text_proj = projection
         self.transformer_blocks = nn.ModuleList([
-            EasyAnimateBlock(dim, num_attention_heads, attention_head_dim, time_embed_dim, norm_eps, after_norm,
-                             device, dtype, operations)
-            for _ in range(num_layers)])
+            (EasyAnimateBlock if index < mmdit_layers else EasyAnimateSharedBlock)(
+                dim, num_attention_heads, attention_head_dim, time_embed_dim, norm_eps, after_norm, device, dtype,
+                operations)
+            for index in range(num_layers)])
         self.norm_final = operations.LayerNorm(dim, eps=norm_eps, device=device, dtype=dtype)
         self.norm_out = EasyAnimateFinalNorm(time_embed_dim, dim, norm_eps, device, dtype, operations)
         self.proj_out = operations.Linear(dim, patch_size * patch_size * out_channels, device=device, dtype=dtype)

@@ -8,7 +8,8 @@
 - text_encoders/motionkit_tiny_qwen2vl.safetensors: a Qwen2-VL language model (Qwen2's vocabulary, width 128,
   one 128-channel head, 3 layers) in the published text_encoder/ names, with a vision key and lm_head the
   loader leaves out; real Qwen2-VL-7B is 8B parameters.
-All transformers: 2 blocks, 2 heads of 16 channels, time width 32, text width 128, fixed seeds.
+All transformers: 2 MMDiT blocks, 2 heads of 16 channels, time width 32, text width 128 behind an RMSNorm (as the
+published 12B), fixed seeds.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from .cogvideox import random_weights
+
 TINY_CONFIG = dict(num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16, patch_size=2,
-                   time_embed_dim=32, text_embed_dim=128, num_layers=2)
+                   time_embed_dim=32, text_embed_dim=128, num_layers=2, mmdit_layers=2, add_norm_text_encoder=True)
 VARIANT_CHANNELS = {"t2v": 16, "inp": 33, "control": 48}
 FOLDER = "motionkit_tiny_easyanimate_v51"
 INP_FILE = "motionkit_tiny_easyanimate_v51_inp.safetensors"
@@ -39,15 +42,8 @@ def tiny_state_dict(variant: str = "t2v", seed: int = 0) -> dict[str, torch.Tens
     """Deterministic random diffusers-named weights; LayerNorm weights near 1."""
     from motionkit.models.easyanimate.transformer_v51 import EasyAnimateV51Transformer
 
-    model = EasyAnimateV51Transformer(**dict(TINY_CONFIG, in_channels=VARIANT_CHANNELS[variant]), device="meta")
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        values = torch.randn(tensor.shape, generator=generator) * 0.2
-        if "norm" in name and name.endswith("weight") and tensor.ndim == 1:
-            values = 1.0 + values * 0.5
-        state[name] = values.contiguous()
-    return state
+    return random_weights(EasyAnimateV51Transformer(**dict(TINY_CONFIG, in_channels=VARIANT_CHANNELS[variant]),
+                                                    device="meta"), seed)
 
 
 def official_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -101,8 +97,7 @@ def write(models_dir: Path) -> list[Path]:
         written.append(path)
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
         json.dumps({"metadata": {}, "weight_map": weight_map}))
-    (folder / "config.json").write_text(json.dumps({"_class_name": "EasyAnimateTransformer3DModel", **TINY_CONFIG,
-                                                    "mmdit_layers": TINY_CONFIG["num_layers"]}))
+    (folder / "config.json").write_text(json.dumps({"_class_name": "EasyAnimateTransformer3DModel", **TINY_CONFIG}))
     (root / "scheduler").mkdir(exist_ok=True)
     (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG))
     for name, variant, layout in ((INP_FILE, "inp", official_names), (CONTROL_FILE, "control", dict)):
