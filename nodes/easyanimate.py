@@ -1,9 +1,9 @@
 """EasyAnimate V5.1 nodes: the transformer as a MODEL, Qwen2-VL as a CLIP, empty latents, image-to-video and
-control conditioning. Sampling is core KSampler: euler with the 'normal' scheduler is the pipelines' loop."""
+control conditioning, and the pipelines' sigmas (with euler in SamplerCustomAdvanced: the pipelines' loop)."""
 from __future__ import annotations
 
 from ..models import host
-from ..models.easyanimate import conditioning
+from ..models.easyanimate import conditioning, schedule
 from ..models.video_vae import LATENT_FAMILY_KEY
 from .types import VIDEO_VAE
 
@@ -159,12 +159,39 @@ class MotionKitEasyAnimateV51Control:
                 {"samples": latent})
 
 
+class MotionKitEasyAnimateV51Scheduler:
+    DESCRIPTION = ("The V5.1 pipelines' flow-matching sigmas (FlowMatchEulerDiscreteScheduler with the model's shift; "
+                   "the published dynamic shifting with mu=1) as SIGMAS: with the euler sampler in "
+                   "SamplerCustomAdvanced this is the pipelines' loop. KSampler's 'normal' scheduler gives the same "
+                   "sigmas for a static shift and nearly the same for the published dynamic one.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "An EasyAnimate V5.1 model (its shift and shifting mode are used)."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (published: 50)."}),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "The pipelines' strength: the last int(steps * denoise) steps run."}),
+        }}
+
+    RETURN_TYPES = ("SIGMAS",)
+    RETURN_NAMES = ("sigmas",)
+    FUNCTION = "sigmas"
+    CATEGORY = CATEGORY
+
+    def sigmas(self, model, steps, denoise=1.0):
+        sampling = model.get_model_object("model_sampling")
+        return (schedule.flow_sigmas(steps, float(sampling.shift), getattr(sampling, "dynamic_shifting", False),
+                                     denoise),)
+
+
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadEasyAnimateV51": MotionKitLoadEasyAnimateV51,
     "MotionKitLoadEasyAnimateQwen2VL": MotionKitLoadEasyAnimateQwen2VL,
     "MotionKitEmptyEasyAnimateV51Latent": MotionKitEmptyEasyAnimateV51Latent,
     "MotionKitEasyAnimateV51ImageToVideo": MotionKitEasyAnimateV51ImageToVideo,
     "MotionKitEasyAnimateV51Control": MotionKitEasyAnimateV51Control,
+    "MotionKitEasyAnimateV51Scheduler": MotionKitEasyAnimateV51Scheduler,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadEasyAnimateV51": "Load EasyAnimate V5.1 (MotionKit)",
@@ -172,4 +199,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitEmptyEasyAnimateV51Latent": "Empty EasyAnimate V5.1 Latent (MotionKit)",
     "MotionKitEasyAnimateV51ImageToVideo": "EasyAnimate V5.1 Image to Video (MotionKit)",
     "MotionKitEasyAnimateV51Control": "EasyAnimate V5.1 Control (MotionKit)",
+    "MotionKitEasyAnimateV51Scheduler": "EasyAnimate V5.1 Scheduler (MotionKit)",
 }

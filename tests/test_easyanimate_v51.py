@@ -9,7 +9,7 @@ from scripts import harness
 harness.import_pack()
 from scripts.tiny_checkpoints import easyanimate_v51 as tiny  # noqa: E402
 
-from motionkit.models.easyanimate import conditioning, dit_keys  # noqa: E402
+from motionkit.models.easyanimate import conditioning, dit_keys, schedule  # noqa: E402
 from motionkit.models.easyanimate.transformer_v51 import EasyAnimateV51Transformer  # noqa: E402
 
 SMALL = dict(num_attention_heads=2, attention_head_dim=16, out_channels=16, patch_size=2, num_layers=2,
@@ -145,8 +145,20 @@ def test_v5_and_unknown_variants_are_refused():
         dit_keys.config_from_state_dict(dit_keys.detect(odd, "odd"), "odd")
 
 
+@pytest.mark.parametrize("steps,shift,dynamic", [(5, 1.0, False), (8, 3.0, False), (50, 1.0, False),
+                                                 (25, float(torch.e), True), (50, float(torch.e), True)])
+def test_flow_sigmas_equal_the_pipeline_scheduler(steps, shift, dynamic):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0 if dynamic else shift, use_dynamic_shifting=dynamic)
+    scheduler.set_timesteps(steps, mu=1)  # as the V5.1 pipelines call it
+    assert torch.allclose(schedule.flow_sigmas(steps, shift, dynamic), scheduler.sigmas.float(), atol=1e-6, rtol=0)
+    kept = schedule.flow_sigmas(steps, shift, dynamic, denoise=0.5)
+    assert torch.equal(kept, schedule.flow_sigmas(steps, shift, dynamic)[-(steps // 2 + 1):])
+
+
 @pytest.mark.host
-def test_core_normal_scheduler_equals_the_pipeline_sigmas(tiny_models):
+def test_core_normal_scheduler_equals_the_pipeline_sigmas_for_a_static_shift(tiny_models):
     import comfy.samplers
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -155,7 +167,7 @@ def test_core_normal_scheduler_equals_the_pipeline_sigmas(tiny_models):
 
     model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
     for steps, shift in ((5, 1.0), (8, 3.0), (50, 1.0), (25, 2.0)):
-        patched = ModelSamplingSD3().patch(model, shift)[0] if shift != 1.0 else model
+        patched = ModelSamplingSD3().patch(model, shift)[0]
         sigmas = comfy.samplers.calculate_sigmas(patched.get_model_object("model_sampling"), "normal", steps)
         scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
         scheduler.set_timesteps(steps, mu=1)
@@ -197,7 +209,8 @@ def test_any_shard_loads_the_whole_model_and_variants_are_detected(tiny_models):
     from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
     patcher = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
-    assert patcher.model.variant == "T2V" and float(patcher.model.model_sampling.shift) == 1.0
+    sampling = patcher.model.model_sampling  # the tiny folder's scheduler_config.json is the published one
+    assert patcher.model.variant == "T2V" and (float(sampling.shift), sampling.dynamic_shifting) == (float(torch.e), True)
     expected = tiny.tiny_state_dict("t2v")
     got = patcher.model.diffusion_model.state_dict()
     assert sorted(got) == sorted(expected) and all(torch.equal(got[k], expected[k]) for k in expected)
@@ -206,41 +219,51 @@ def test_any_shard_loads_the_whole_model_and_variants_are_detected(tiny_models):
     assert (inp.model.variant, control.model.variant) == ("InP", "Control")
 
 
-def _pipeline_t2v(transformer, shift):
-    from diffusers import AutoencoderKLMagvit, EasyAnimatePipeline, FlowMatchEulerDiscreteScheduler
+def _pipeline_t2v(transformer, scheduler):
+    from diffusers import AutoencoderKLMagvit, EasyAnimatePipeline
 
     vae = AutoencoderKLMagvit(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, latent_channels=16)
-    return EasyAnimatePipeline(vae=vae, text_encoder=None, tokenizer=None, transformer=transformer,
-                               scheduler=FlowMatchEulerDiscreteScheduler(shift=shift))
+    return EasyAnimatePipeline(vae=vae, text_encoder=None, tokenizer=None, transformer=transformer, scheduler=scheduler)
 
 
 @pytest.mark.host
-@pytest.mark.parametrize("shift", [1.0, 3.0])
-def test_core_sampler_reproduces_the_easyanimate_pipeline_loop(tiny_models, shift):
-    """EasyAnimatePipeline.__call__ (flow-matching Euler, CFG 6) against core KSampler (euler, normal)."""
+@pytest.mark.parametrize("schedule_kind", ["published", "static_shift_3"])
+def test_core_sampler_reproduces_the_easyanimate_pipeline_loop(tiny_models, schedule_kind):
+    """EasyAnimatePipeline.__call__ (flow-matching Euler, CFG 6) against core samplers: the published dynamic
+    shifting through SamplerCustom + euler + EasyAnimate V5.1 Scheduler, a static shift through KSampler (euler,
+    normal) after core ModelSamplingSD3."""
     import comfy.sample
     import nodes
+    from comfy_extras.nodes_custom_sampler import KSamplerSelect, SamplerCustom
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
-    from motionkit.nodes.easyanimate import MotionKitEmptyEasyAnimateV51Latent
+    from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51Scheduler, MotionKitEmptyEasyAnimateV51Latent
 
     model = comfy_glue.load_easyanimate_v51(str(_t2v_path(tiny_models)))
-    if shift != 1.0:
-        (model,) = ModelSamplingSD3().patch(model, shift)
     reference = _diffusers()(**tiny.TINY_CONFIG).eval()
     reference.load_state_dict(tiny.tiny_state_dict("t2v"))
     torch.manual_seed(0)
     positive, negative = torch.randn(1, 12, 128), torch.randn(1, 12, 128)
     (latent,) = MotionKitEmptyEasyAnimateV51Latent().generate(48, 32, 9, 1)
-    (ours,) = nodes.common_ksampler(model, 5, 4, 6.0, "euler", "normal", [[positive, {}]], [[negative, {}]], latent)
+    conds = [[positive, {}]], [[negative, {}]]
+    if schedule_kind == "published":
+        (sigmas,) = MotionKitEasyAnimateV51Scheduler().sigmas(model, 4)
+        (sampler,) = KSamplerSelect().get_sampler("euler")
+        (ours,) = SamplerCustom().sample(model, True, 5, 6.0, *conds, sampler, sigmas, latent)[:1]
+        scheduler = FlowMatchEulerDiscreteScheduler(**{k: v for k, v in tiny.SCHEDULER_CONFIG.items() if k[0] != "_"})
+    else:
+        (model,) = ModelSamplingSD3().patch(model, 3.0)
+        (ours,) = nodes.common_ksampler(model, 5, 4, 6.0, "euler", "normal", *conds, latent)
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     noise = comfy.sample.prepare_noise(latent["samples"], 5)
-    pipe = _pipeline_t2v(reference, shift)
     mask = torch.ones(1, 12, dtype=torch.long)
     with torch.no_grad():
-        expected = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, prompt_attention_mask=mask,
-                        negative_prompt_attention_mask=mask, latents=noise, num_frames=9, height=32, width=48,
-                        guidance_scale=6.0, num_inference_steps=4, output_type="latent").frames
+        expected = _pipeline_t2v(reference, scheduler)(
+            prompt_embeds=positive, negative_prompt_embeds=negative, prompt_attention_mask=mask,
+            negative_prompt_attention_mask=mask, latents=noise, num_frames=9, height=32, width=48,
+            guidance_scale=6.0, num_inference_steps=4, output_type="latent").frames
     assert ours["samples"].shape == expected.shape == (1, 16, 3, 4, 6)
     assert (ours["samples"] - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
 
@@ -291,6 +314,7 @@ def test_image_to_video_reproduces_the_inpaint_pipeline(tiny_models):
     """EasyAnimateInpaintPipeline.__call__ on a start image (frame 0 kept, the rest generated, as the official
     get_image_to_video_latent lays it out) against Image to Video -> core KSampler, same VAE and transformer."""
     import nodes
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
     from diffusers import EasyAnimateInpaintPipeline, FlowMatchEulerDiscreteScheduler
 
     from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
@@ -305,7 +329,8 @@ def test_image_to_video_reproduces_the_inpaint_pipeline(tiny_models):
     image = torch.rand(1, 32, 48, 3)
     pos, neg, latent = MotionKitEasyAnimateV51ImageToVideo().encode([[positive, {}]], [[negative, {}]], ours_vae,
                                                                     image, 48, 32, 9, 1)
-    (ours,) = nodes.common_ksampler(model, 3, 3, 6.0, "euler", "normal", pos, neg, latent)
+    (ours,) = nodes.common_ksampler(ModelSamplingSD3().patch(model, 1.0)[0], 3, 3, 6.0, "euler", "normal", pos, neg,
+                                    latent)
 
     video = image.permute(3, 0, 1, 2)[None].repeat(1, 1, 9, 1, 1)
     mask = torch.ones(1, 1, 9, 32, 48)
@@ -329,6 +354,7 @@ def test_control_reproduces_the_control_pipeline(tiny_models, with_reference):
     """EasyAnimateControlPipeline.__call__ on a control video (and a reference image) against Video VAE Encode ->
     EasyAnimate V5.1 Control -> core KSampler, same VAE and transformer."""
     import nodes
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
     from diffusers import EasyAnimateControlPipeline, FlowMatchEulerDiscreteScheduler
 
     from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
@@ -346,7 +372,8 @@ def test_control_reproduces_the_control_pipeline(tiny_models, with_reference):
     ref_latent = MotionKitVideoVAEEncode().encode(ours_vae, reference, 0, 64)[0] if with_reference else None
     pos, neg, latent = MotionKitEasyAnimateV51Control().encode([[positive, {}]], [[negative, {}]], control, 1,
                                                                ref_latent)
-    (ours,) = nodes.common_ksampler(model, 8, 3, 6.0, "euler", "normal", pos, neg, latent)
+    (ours,) = nodes.common_ksampler(ModelSamplingSD3().patch(model, 1.0)[0], 8, 3, 6.0, "euler", "normal", pos, neg,
+                                    latent)
     pipe = EasyAnimateControlPipeline(vae=vae, text_encoder=None, tokenizer=None, transformer=transformer,
                                       scheduler=FlowMatchEulerDiscreteScheduler())
     # diffusers 0.42.1's __call__ passes text_encoder_index, which its encode_prompt does not take (unused with

@@ -43,20 +43,25 @@ class EasyAnimateV51LatentFormat(comfy.latent_formats.LatentFormat):
 
 
 class EasyAnimateModelSampling(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
-    """Rectified flow, x_t = (1 - sigma) x_0 + sigma noise, velocity output, timestep = 1000 sigma, shifted."""
+    """Rectified flow, x_t = (1 - sigma) x_0 + sigma noise, velocity output, timestep = 1000 sigma, shifted.
+    `dynamic_shifting` tells EasyAnimate V5.1 Scheduler where the pipeline's schedule ends (schedule.flow_sigmas)."""
+
+    def __init__(self, model_config=None):
+        super().__init__(model_config)
+        self.dynamic_shifting = bool(model_config.sampling_settings.get("dynamic_shifting", False))
 
 
 class EasyAnimateV51Config(comfy.supported_models_base.BASE):
     unet_config = {"image_model": "easyanimate_v51"}
     unet_extra_config = {}
-    sampling_settings = {"shift": 1.0, "multiplier": 1000}
+    sampling_settings = {"shift": 1.0, "multiplier": 1000, "dynamic_shifting": False}
     latent_format = EasyAnimateV51LatentFormat
     supported_inference_dtypes = [torch.bfloat16, torch.float16, torch.float32]
     memory_usage_factor = 2.0
 
-    def __init__(self, unet_config, shift: float):
+    def __init__(self, unet_config, shift: float, dynamic_shifting: bool):
         super().__init__(unet_config)
-        self.sampling_settings = {"shift": shift, "multiplier": 1000}
+        self.sampling_settings = {"shift": shift, "multiplier": 1000, "dynamic_shifting": dynamic_shifting}
         self.memory_usage_factor = self.unet_config.get("num_attention_heads", 48) * 64 / 3072 * 2.0
 
     def get_model(self, state_dict, prefix="", device=None):
@@ -142,17 +147,18 @@ def load_easyanimate_v51(path: str, weight_dtype: str = "default"):
     for shard in shard_paths(path):
         state_dict.update(model_file.read_state_dict(shard, "EasyAnimate V5.1 transformer"))
     return build_easyanimate_v51(state_dict, f"'{os.path.basename(path)}'", dit_keys.read_folder_config(path),
-                                 dit_keys.flow_shift(path), weight_dtype)
+                                 dit_keys.flow_schedule(path), weight_dtype)
 
 
 def build_easyanimate_v51(state_dict: dict, source: str = "the checkpoint", folder_config: dict | None = None,
-                          shift: float = 1.0, weight_dtype: str = "default"):
-    """A ModelPatcher for a V5.1 state dict (diffusers or official layout)."""
+                          schedule: tuple[float, bool] = dit_keys.PUBLISHED_SCHEDULE, weight_dtype: str = "default"):
+    """A ModelPatcher for a V5.1 state dict (diffusers or official layout); schedule = (shift, dynamic shifting)."""
     sd = dit_keys.detect(state_dict, source)
     config = dit_keys.config_from_state_dict(sd, source, folder_config)
-    patcher = build_model_patcher(EasyAnimateV51Config(config, shift), sd, source, weight_dtype, dit_keys.check_keys)
+    patcher = build_model_patcher(EasyAnimateV51Config(config, *schedule), sd, source, weight_dtype,
+                                  dit_keys.check_keys)
     log.info("MotionKit: loaded %s from %s (%s, shift %.3g)", dit_keys.describe(config, comfy.utils.calculate_parameters(sd)),
-             source, patcher.model.get_dtype(), shift)
+             source, patcher.model.get_dtype(), schedule[0])
     return patcher
 
 

@@ -171,16 +171,19 @@ def read_folder_config(path: str) -> dict | None:
     return data if "EasyAnimate" in data.get("_class_name", "") else None
 
 
-def flow_shift(path: str) -> float:
-    """The flow-matching shift of ../scheduler/scheduler_config.json beside a published transformer folder (1.0
-    without one). With it ComfyUI's 'normal' scheduler gives FlowMatchEulerDiscreteScheduler's sigmas exactly.
-    The V5.1 pipelines call set_timesteps(mu=1), so a dynamic-shifting config shifts by e^1 (its last nonzero
-    sigma then starts from an unshifted 1/1000, ComfyUI's from a shifted one)."""
+PUBLISHED_SCHEDULE = (float(torch.e), True)
+"""The published scheduler/scheduler_config.json: FlowMatchEulerDiscreteScheduler with use_dynamic_shifting, which
+the V5.1 pipelines' set_timesteps(mu=1) turns into a shift of e^1 (its `shift: 3.0` is then unused)."""
+
+
+def flow_schedule(path: str) -> tuple[float, bool]:
+    """(shift, dynamic shifting) of ../scheduler/scheduler_config.json beside a published transformer folder, or
+    the published setting without one."""
     scheduler = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "scheduler",
                              "scheduler_config.json")
     if not os.path.isfile(scheduler):
-        return 1.0
+        return PUBLISHED_SCHEDULE
     data = model_file.read_json(scheduler, "EasyAnimate scheduler config")
     if data.get("use_dynamic_shifting"):
-        return float(torch.e)
-    return float(data.get("shift", 1.0))
+        return PUBLISHED_SCHEDULE
+    return float(data.get("shift", 1.0)), False

@@ -30,8 +30,9 @@ CONTROL_FILE = "motionkit_tiny_easyanimate_v51_control.safetensors"
 QWEN_FILE = "motionkit_tiny_qwen2vl.safetensors"
 TINY_QWEN = dict(vocab_size=151680, hidden_size=128, intermediate_size=64, num_hidden_layers=3, num_attention_heads=1,
                  num_key_value_heads=1)
-SCHEDULER_CONFIG = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0,
-                    "use_dynamic_shifting": False}
+SCHEDULER_CONFIG = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0,
+                    "use_dynamic_shifting": True}
+"""The published scheduler/scheduler_config.json's settings."""
 OFFICIAL_NAMES = {".attn1.add_q_proj.": ".attn2.to_q.", ".attn1.add_k_proj.": ".attn2.to_k.",
                   ".attn1.add_v_proj.": ".attn2.to_v.", ".attn1.norm_added_q.": ".attn2.norm_q.",
                   ".attn1.norm_added_k.": ".attn2.norm_k.", ".attn1.to_add_out.": ".attn2.to_out.0."}
