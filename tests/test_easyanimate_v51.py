@@ -427,6 +427,34 @@ def test_bad_inputs_are_refused_before_the_first_step(tiny_models):
 
 
 @pytest.mark.host
+def test_image_to_video_and_text_encoder_inputs_are_checked(tiny_models):
+    import types
+
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
+    from motionkit.nodes.easyanimate import MotionKitEasyAnimateV51ImageToVideo
+
+    _vae, v5 = _tiny_v5_vaes()
+    text = [[torch.randn(1, 12, 128), {}]]
+    node = MotionKitEasyAnimateV51ImageToVideo()
+    with pytest.raises(ValueError, match="start_image is nothing.*needs an IMAGE.*Load Image"):
+        node.encode(text, text, v5, None, 48, 32, 9, 1)
+    with pytest.raises(ValueError, match=r"start_image is shape \[0, 32, 48, 3\]"):
+        node.encode(text, text, v5, torch.zeros(0, 32, 48, 3), 48, 32, 9, 1)
+    cogvideox_vae = types.SimpleNamespace(name="cogvideox_vae.safetensors", version="cogvideox", latent_channels=16)
+    with pytest.raises(ValueError, match="cogvideox_vae.safetensors \(cogvideox\).*V5/V5.1 VAE"):
+        node.encode(text, text, cogvideox_vae, torch.rand(1, 32, 48, 3), 48, 32, 9, 1)
+    with pytest.raises(ValueError, match="width x height is 40x32.*multiples of 16.*32x32"):
+        node.encode(text, text, v5, torch.rand(1, 32, 48, 3), 40, 32, 9, 1)
+    with pytest.raises(ValueError, match="length is 10 frames.*use 9 or 13"):
+        node.encode(text, text, v5, torch.rand(1, 32, 48, 3), 48, 32, 10, 1)
+    transformer_file = tiny_models / "diffusion_models" / tiny.CONTROL_FILE
+    with pytest.raises(ValueError, match="is a diffusion transformer, not a text encoder: load it with Load EasyAnimate V5.1"):
+        comfy_glue.load_qwen2vl(str(transformer_file))
+    with pytest.raises(ValueError, match="is a Qwen2-VL text encoder: load it with Load EasyAnimate Qwen2-VL"):
+        comfy_glue.load_easyanimate_v51(str(tiny_models / "text_encoders" / tiny.QWEN_FILE))
+
+
+@pytest.mark.host
 def test_half_weights_on_cpu_are_refused(tiny_models):
     from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
