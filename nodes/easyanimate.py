@@ -37,7 +37,7 @@ class MotionKitLoadEasyAnimateV51:
         return {"required": {
             "model_name": (host.model_filenames("diffusion_models"), {
                 "tooltip": "The transformer file in models/diffusion_models (for a sharded folder pick any shard)."}),
-            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2"], {
+            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
                 "default": "default",
                 "tooltip": "Weight dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on "
                            "CPU). fp8 halves the 12B model's memory; ComfyUI offloads what does not fit."}),

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -104,6 +105,8 @@ class ComfyServer:
         self.work = Path(started.stdout.strip())
         self.output_dir = self.work / "base" / "output"
         self.failed = False
+        for image in (ROOT / "example_workflows" / "input").glob("*"):  # what the example workflows' Load Image nodes read
+            shutil.copy(image, self.work / "base" / "input" / image.name)
 
     @property
     def base_url(self) -> str:

@@ -10,8 +10,9 @@ WORKFLOWS = {
     "easyanimate_v51_text_to_video.json": {"MotionKitLoadEasyAnimateV51", "MotionKitLoadEasyAnimateQwen2VL",
                                            "MotionKitEmptyEasyAnimateV51Latent", "KSampler", "MotionKitSliceVAEDecode"},
     "easyanimate_v51_image_to_video.json": {"MotionKitEasyAnimateV51ImageToVideo", "KSampler", "SaveVideo"},
-    "easyanimate_v51_trajectory_control.json": {"MotionKitDrawTrajectories", "MotionKitVideoVAEEncode",
-                                                "MotionKitEasyAnimateV51Control", "KSampler", "SaveVideo"},
+    "easyanimate_v51_trajectory_control.json": {"MotionKitDrawTrajectories", "MotionKitTrajectoriesToControlVideo",
+                                                "MotionKitVideoVAEEncode", "MotionKitEasyAnimateV51Control",
+                                                "KSampler", "SaveVideo"},
 }
 
 

@@ -13,20 +13,25 @@ import os
 import comfy.conds
 import comfy.latent_formats
 import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
 import comfy.model_sampling
+import comfy.samplers
 import comfy.sd
 import comfy.supported_models_base
 import comfy.text_encoders.sd3_clip
 import comfy.utils
 import torch
 
-from .. import model_file
-from ..cogvideox import keys
+from .. import host, model_file
+from ..cogvideox import keys, sampling
 from ..cogvideox.transformer import CogVideoXTransformer
-from .diffusion_model import build_model_patcher
 
 log = logging.getLogger("MotionKit")
 
+WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                 "fp8_e4m3fn": torch.float8_e4m3fn}
+HALF_DTYPES = (torch.float16, torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 def cogvideox_alphas_cumprod(snr_shift_scale: float = 1.0, steps: int = 1000) -> torch.Tensor:
@@ -139,14 +144,36 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
                            lambda config: keys.snr_shift_scale(path, config), weight_dtype)
 
 
+def set_compute_dtype(config_obj, sd: dict, source: str, weight_dtype: str, load_device: torch.device) -> None:
+    """The model config's inference dtype: `weight_dtype` ("default": ComfyUI's choice for the file and device);
+    half precision on the CPU is refused naming the fix."""
+    file_dtype = comfy.utils.weight_dtype(sd)
+    wanted = WEIGHT_DTYPES[weight_dtype]
+    if load_device.type == "cpu":
+        half = wanted if wanted in HALF_DTYPES else (file_dtype if wanted is None and file_dtype in HALF_DTYPES else None)
+        if half is not None:
+            side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
+            raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
+                             f"set weight_dtype to 'fp32' (or load a bf16/fp32 file)")
+    supported = config_obj.supported_inference_dtypes
+    unet_dtype = wanted or comfy.model_management.unet_dtype(
+        model_params=comfy.utils.calculate_parameters(sd), weight_dtype=file_dtype, supported_dtypes=supported)
+    config_obj.set_inference_dtype(unet_dtype, comfy.model_management.unet_manual_cast(unet_dtype, load_device, supported))
+
+
 def build_cogvideox(state_dict: dict, source: str = "the checkpoint", folder_config: dict | None = None,
                     snr_shift_scale=None, weight_dtype: str = "default"):
     """A ModelPatcher for a CogVideoX state dict (any supported key layout); snr_shift_scale(config) -> float."""
     sd = keys.detect(state_dict, source)
     config = keys.config_from_state_dict(sd, folder_config)
+    load_device, offload = host.torch_device(), host.offload_device()
     shift = snr_shift_scale(config) if snr_shift_scale else (1.0 if config["use_rotary_positional_embeddings"] else 3.0)
-    return build_model_patcher(CogVideoXModelConfig(config, snr_shift_scale=shift), sd, source, weight_dtype,
-                               keys.check_keys)
+    config_obj = CogVideoXModelConfig(config, snr_shift_scale=shift)
+    set_compute_dtype(config_obj, sd, source, weight_dtype, load_device)
+    model = config_obj.get_model(sd, "", device=offload)
+    keys.check_keys(model.diffusion_model, sd, source)
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
 
 
 # ---------------------------------------------------------------- T5 text encoder of any size
@@ -184,6 +211,28 @@ def load_t5(path: str):
         raise ValueError(f"{source} does not fill the T5 encoder read from its shapes ({config}): missing "
                          f"{missing[:8]}, unexpected {unexpected[:8]}")
     return clip
+
+
+# ---------------------------------------------------------------- the official DDIM / DPM steps
+def official_sampler(name: str):
+    """A core SAMPLER (comfy.samplers.KSAMPLER) that steps as the official scheduler `name` does."""
+    step = sampling.OFFICIAL_SAMPLERS[name]
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        model_sampling = model.inner_model.inner_model.model_sampling
+        if not isinstance(model_sampling, CogVideoXModelSampling):
+            raise sampling.CogVideoXSamplerError(
+                f"CogVideoX Sampler (MotionKit) ({name}) steps CogVideoX's own schedule; the sampled model is a "
+                f"{type(model.inner_model.inner_model).__name__}: use a core sampler for it, or load a CogVideoX "
+                f"model with Load CogVideoX (MotionKit)")
+
+        def timestep_of(sigma):
+            return int(round(float(model_sampling.timestep(sigma.reshape(1)).item())))
+
+        return step(model, x, sigmas, extra_args, callback, disable,
+                    alphas_cumprod=cogvideox_alphas_cumprod(model_sampling.snr_shift_scale), timestep_of=timestep_of)
+
+    return comfy.samplers.KSAMPLER(sample)
 
 
 # ---------------------------------------------------------------- dynamic CFG

@@ -14,6 +14,7 @@ import re
 import comfy.conds
 import comfy.latent_formats
 import comfy.model_base
+import comfy.model_patcher
 import comfy.model_sampling
 import comfy.sd
 import comfy.sd1_clip
@@ -23,12 +24,12 @@ import comfy.text_encoders.qwen_image
 import comfy.utils
 import torch
 
-from .. import model_file
+from .. import host, model_file
 from ..cogvideox.keys import shard_paths
 from ..easyanimate import conditioning, dit_keys, text_qwen
 from ..easyanimate.conditioning import EasyAnimateInputError
 from ..easyanimate.transformer_v51 import EasyAnimateV51Transformer
-from .diffusion_model import build_model_patcher
+from .cogvideox import set_compute_dtype
 
 log = logging.getLogger("MotionKit")
 INPAINT_KEY, CONTROL_KEY = "easyanimate_inpaint", "easyanimate_control"
@@ -155,8 +156,13 @@ def build_easyanimate_v51(state_dict: dict, source: str = "the checkpoint", fold
     """A ModelPatcher for a V5.1 state dict (diffusers or official layout); schedule = (shift, dynamic shifting)."""
     sd = dit_keys.detect(state_dict, source)
     config = dit_keys.config_from_state_dict(sd, source, folder_config)
-    patcher = build_model_patcher(EasyAnimateV51Config(config, *schedule), sd, source, weight_dtype,
-                                  dit_keys.check_keys)
+    load_device, offload = host.torch_device(), host.offload_device()
+    config_obj = EasyAnimateV51Config(config, *schedule)
+    set_compute_dtype(config_obj, sd, source, weight_dtype, load_device)
+    model = config_obj.get_model(sd, "", device=offload)
+    dit_keys.check_keys(model.diffusion_model, sd, source)
+    model.load_model_weights(sd, "")
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload)
     log.info("MotionKit: loaded %s from %s (%s, shift %.3g)", dit_keys.describe(config, comfy.utils.calculate_parameters(sd)),
              source, patcher.model.get_dtype(), schedule[0])
     return patcher
