@@ -31,7 +31,7 @@ def _vm(field: str) -> int:
 
 def _setup(pytorch_attention: bool):
     sys.path.insert(0, str(ROOT / "scripts"))
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))  # the references package
     import harness
 
     harness.setup_comfy_in_process()
@@ -45,7 +45,7 @@ def _setup(pytorch_attention: bool):
 def _steps(sides: list[str], frames: int, size: int) -> dict:
     """One denoiser call per side, on the same random weights and inputs."""
     import torch
-    import animatediff_reference as ref
+    from references import animatediff_reference as ref
     from motionkit.models.animatediff import injection, loader
 
     torch.set_num_threads(1)

@@ -3,17 +3,15 @@ context windows, beta schedule and bad input."""
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 import safetensors.torch
 import torch
 
 import harness
+from references import animatediff_reference as ref
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "tests"))
-import animatediff_reference as ref  # noqa: E402
 
 from motionkit.models.animatediff import keys, loader, motion_lora  # noqa: E402
 from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig  # noqa: E402
