@@ -141,17 +141,13 @@ class LoRATrainer:
         return self.step >= self.settings.steps
 
     def accumulate(self, items: list[TrainingItem], predict_noise: PredictNoise) -> float:
-        """Forward and backward of one batch; videos with the same conditioning and size share a model call."""
-        groups: dict[tuple, list[TrainingItem]] = {}
-        for item in items:
-            groups.setdefault((item.cond, tuple(item.latents.shape)), []).append(item)
+        """Forward and backward of one batch, one model call per sample (gradients add up to the batch MSE's)."""
         elements = sum(item.noise.numel() for item in items)
         total = 0.0
-        for (cond, _), group in groups.items():
-            latents = torch.cat([item.latents for item in group]).to(self.device)
-            noise = torch.cat([item.noise for item in group]).to(self.device)
-            timesteps = torch.tensor([item.timestep for item in group for _ in range(len(item.latents))], device=self.device)
-            loss = noise_prediction_loss(predict_noise(latents, noise, timesteps, cond), noise, elements)
+        for item in items:
+            latents, noise = item.latents.to(self.device), item.noise.to(self.device)
+            timesteps = torch.full((len(latents),), item.timestep, device=self.device)
+            loss = noise_prediction_loss(predict_noise(latents, noise, timesteps, item.cond), noise, elements)
             self.scaler.scale(loss).backward()
             total += loss.item()
         return total

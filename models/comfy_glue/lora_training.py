@@ -281,28 +281,40 @@ def _prepare(patched, job: TrainingJob) -> None:
             patched.add_object_patch(key, forward)
 
 
-def run_training(patched, positive: list, latents: list[LatentClip], trainer: LoRATrainer, on_step=None) -> None:
-    """Train `trainer`'s LoRA on `patched` (already holding it) inside ComfyUI's sampling machinery.
-    `on_step(trainer)` runs after every optimiser step; ComfyUI's Cancel stops the loop by an exception."""
-    sample_shape = (trainer.settings.frames, *latents[0].latents.shape[1:])
-    in_model = [LatentClip(c.name, patched.model.process_latent_in(c.latents), c.cond) for c in latents]
+def with_noise_predictor(patched, positive: list, sample_shape: tuple, run) -> None:
+    """Call `run(predict_noise)` inside CFGGuider.sample on `patched`, with autograd on.
+
+    predict_noise(latents, noise, timesteps, cond) noises the clean latents at the DDPM timesteps (one per
+    latent, through the model's model_sampling) and returns the model's noise prediction for conditioning
+    entry `cond` of `positive`. `sample_shape` is one model call's latent batch (for ComfyUI's estimates)."""
     guider = host.comfy.samplers.CFGGuider(patched)
     guider.inner_set_conds({"positive": positive})
     guider.set_cfg(1.0)
 
     def loop(predict_noise):
         autograd_ready([patched.model] + [m.model for m in patched.get_nested_additional_models()])
+        run(predict_noise)
+
+    with torch.inference_mode(False), torch.enable_grad():
+        host.load_models_for_training([patched] + patched.get_nested_additional_models())
+        zeros = torch.zeros(sample_shape)
+        guider.sample(zeros, zeros, _training_sampler_class()(loop), torch.ones(1), disable_pbar=True)
+
+
+def run_training(patched, positive: list, latents: list[LatentClip], trainer: LoRATrainer, on_step=None) -> None:
+    """Train `trainer`'s LoRA on `patched` (already holding it) inside ComfyUI's sampling machinery.
+    `on_step(trainer)` runs after every optimiser step; ComfyUI's Cancel stops the loop by an exception."""
+    in_model = [LatentClip(c.name, patched.model.process_latent_in(c.latents), c.cond) for c in latents]
+
+    def loop(predict_noise):
         while not trainer.done:
             host.check_interrupt()
             trainer.train_step(in_model, predict_noise)
             if on_step:
                 on_step(trainer)
 
-    with torch.inference_mode(False), torch.enable_grad():
-        host.load_models_for_training([patched] + patched.get_nested_additional_models())
-        zeros = torch.zeros(sample_shape)
-        guider.sample(zeros, zeros, _training_sampler_class()(loop), torch.ones(1), seed=trainer.settings.seed,
-                      disable_pbar=True)
+    shape = (trainer.settings.frames * trainer.settings.batch_size, *latents[0].latents.shape[1:])
+    with_noise_predictor(patched, positive, shape, loop)
 
 
 class _Reporter:
