@@ -1,7 +1,7 @@
 """Per-step time and peak memory: ComfyUI's UNet with this pack's injected motion module vs
 diffusers' UNetMotionModel (AnimateDiff pipeline's denoiser), same tiny random weights, same run.
 
-    .venv/bin/python bench/animatediff.py [--frames 16] [--size 32] [--steps 3] [--rounds 1]
+    .venv/bin/python -m bench.animatediff [--frames 16] [--size 32] [--steps 3] [--rounds 1]
 
 Each side runs in its own child process (one thread) so peak memory is its own: the peak
 resident set (VmHWM, reset after the weights are loaded) gives the activation peak, and the
@@ -30,9 +30,7 @@ def _vm(field: str) -> int:
 
 
 def _setup(pytorch_attention: bool):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    sys.path.insert(0, str(ROOT))  # the references package
-    import harness
+    from scripts import harness
 
     harness.setup_comfy_in_process()
     import comfy.cli_args
@@ -139,9 +137,9 @@ def main() -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", MALLOC_MMAP_THRESHOLD_="65536")
     for _ in range(args.rounds):
         for side in ("pack", "diffusers", "pack-comfy-cpu-attention", "interleaved"):
-            done = subprocess.run([sys.executable, __file__, "--child", side, "--frames", str(args.frames),
+            done = subprocess.run([sys.executable, "-m", "bench.animatediff", "--child", side, "--frames", str(args.frames),
                                    "--size", str(args.size), "--steps", str(args.steps)],
-                                  capture_output=True, text=True, env=env)
+                                  capture_output=True, text=True, env=env, cwd=ROOT)
             line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
             if done.returncode or not line:
                 print(done.stderr[-3000:], file=sys.stderr)

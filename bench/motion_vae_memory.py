@@ -1,13 +1,13 @@
 """Benchmark: GPU memory of Motion VAE Encode on the full-size CogVideoX VAE, traced without a GPU.
 
-    .venv/bin/python bench/motion_vae_memory.py                  # 205 frames at 720x480 and 1280x720
-    .venv/bin/python bench/motion_vae_memory.py --no-tiled       # plain encodes only (under a minute)
-    .venv/bin/python bench/motion_vae_memory.py --sizes 720x480 --frames 49 --tile-size 384
+    .venv/bin/python -m bench.motion_vae_memory                  # 205 frames at 720x480 and 1280x720
+    .venv/bin/python -m bench.motion_vae_memory --no-tiled       # plain encodes only (under a minute)
+    .venv/bin/python -m bench.motion_vae_memory --sizes 720x480 --frames 49 --tile-size 384
 
 The CogVideoX-5B VAE (the published vae/config.json, 215.6M parameters, bf16) is built under
 torch's FakeTensorMode: tensors carry shapes and dtypes but no data, so nothing is computed and a
 205-frame 1280x720 encode is traced in seconds of CPU. Fake tensors on the meta device stand for
-the GPU, fake CPU tensors for ComfyUI's host memory; bench/peak_memory.PeakMemory counts the most
+the GPU, fake CPU tensors for ComfyUI's host memory; references/peak_memory.PeakMemory counts the most
 bytes of GPU-side tensors alive at once during the call (weights excluded: they are made before).
 
 - ours: models/tora/motion.encode_motion, the function MotionKitMotionVAEEncode calls, on the
@@ -35,9 +35,7 @@ from pathlib import Path
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from peak_memory import peak_bytes  # noqa: E402
+from references.peak_memory import peak_bytes
 
 GIB = 2 ** 30
 GPU = torch.device("meta")
@@ -52,8 +50,7 @@ COGVIDEOX_5B_VAE = dict(
 
 def _setup() -> None:
     """The pack imported as `motionkit` with ComfyUI in-process (CPU mode), as the tests run it."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import harness
+    from scripts import harness
 
     if "motionkit" not in sys.modules:
         harness.setup_comfy_in_process(work_dir=Path(tempfile.mkdtemp(prefix="motionkit-bench-")))

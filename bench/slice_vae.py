@@ -1,16 +1,16 @@
 """Slice VAE decode against diffusers and the official sliced decode, same latents, same run: time and peak memory.
 
-    .venv/bin/python bench/slice_vae.py [--size 64] [--repeats 3] [--versions easyanimate-v5,cogvideox]
-    .venv/bin/python bench/slice_vae.py --device cuda --dtype bf16 --config full --size 768 --versions easyanimate-v5
+    .venv/bin/python -m bench.slice_vae [--size 64] [--repeats 3] [--versions easyanimate-v5,cogvideox]
+    .venv/bin/python -m bench.slice_vae --device cuda --dtype bf16 --config full --size 768 --versions easyanimate-v5
 
 For EasyAnimate V5/V5.1 (vs diffusers' AutoencoderKLMagvit, plain and tiled decode),
 CogVideoX (vs AutoencoderKLCogVideoX) and EasyAnimate V2/V3/V4 (vs the official sliced decode,
-re-implemented in bench/slice_vae_official.py), on random weights, at 1x, 2x and 4x clip length
+re-implemented in references/slice_vae_official.py), on random weights, at 1x, 2x and 4x clip length
 (4, 7 and 13 latent frames: 49 frames at 4x for V5 and CogVideoX). `--config mid` (default) is a
 mid-size config for the CPU; `--config full` the published ones (V5.1 VAE, CogVideoX-5B VAE, the
 V2/V3/V4 widths). Tiles are half the frame, overlapping an eighth. Time is the best of `--repeats`
 interleaved runs (one thread on the CPU). Memory is the peak working memory of one decode:
-- CPU: the peak of tensor storage alive during the call (bench/peak_memory.py) on an emulated
+- CPU: the peak of tensor storage alive during the call (references/peak_memory.py) on an emulated
   compute device: our decode writes each chunk's frames to the intermediate device as they are
   made, so its output does not count; the references keep the whole video on the compute
   device, so theirs counts.
@@ -24,18 +24,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "bench"))
-import harness  # noqa: E402
-import slice_vae_official  # noqa: E402
-from motion_vae_memory import COGVIDEOX_5B_VAE  # noqa: E402
-from peak_memory import peak_bytes  # noqa: E402
-from slice_vae_memory import EASYANIMATE_V51_VAE, diffusers_decode  # noqa: E402
+from bench.motion_vae_memory import COGVIDEOX_5B_VAE
+from bench.slice_vae_memory import EASYANIMATE_V51_VAE, diffusers_decode
+from references import slice_vae_official
+from references.peak_memory import peak_bytes
+from scripts import harness
 
 MIB = 1024 * 1024
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

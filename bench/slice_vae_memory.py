@@ -1,12 +1,12 @@
 """Benchmark: GPU memory of Slice VAE Decode on the full-size EasyAnimate V5.1 VAE, traced without a GPU.
 
-    .venv/bin/python bench/slice_vae_memory.py                       # 49, 97, 193 frames at 768x768
-    .venv/bin/python bench/slice_vae_memory.py --frames 49 --size 1024 --tile-size 384
+    .venv/bin/python -m bench.slice_vae_memory                       # 49, 97, 193 frames at 768x768
+    .venv/bin/python -m bench.slice_vae_memory --frames 49 --size 1024 --tile-size 384
 
 The V5.1 VAE (`alibaba-pai/EasyAnimateV5.1-12b-zh/vae/config.json`: diffusers' AutoencoderKLMagvit
 defaults, bf16) is built under torch's FakeTensorMode, as bench/motion_vae_memory.py does: fake
 tensors on the meta device stand for the GPU, fake CPU tensors for ComfyUI's host memory, and
-bench/peak_memory.PeakMemory counts the most bytes of GPU-side tensors alive at once during the
+references/peak_memory.PeakMemory counts the most bytes of GPU-side tensors alive at once during the
 call (weights excluded). The latent starts on the host, as a LATENT does in ComfyUI.
 
 - ours: VideoVAE.decode, the call MotionKitSliceVAEDecode makes (the latent moved to the GPU one
@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
+import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import torch  # noqa: E402
-from motion_vae_memory import GIB, GPU, build_fake_vaes  # noqa: E402
-from peak_memory import peak_bytes  # noqa: E402
+from bench.motion_vae_memory import GIB, GPU, build_fake_vaes
+from references.peak_memory import peak_bytes
 
 EASYANIMATE_V51_VAE = dict(
     in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),

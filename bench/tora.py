@@ -1,7 +1,7 @@
 """Benchmark: Tora-guided CogVideoX sampling, this pack (core KSampler) vs the diffusers reference.
 
-    .venv/bin/python bench/tora.py                      # tiny 5B-shaped DiT on CPU (CI-sized)
-    .venv/bin/python bench/tora.py --config 5b --device cuda --dtype bf16 --frames 49 --height 480 \\
+    .venv/bin/python -m bench.tora                      # tiny 5B-shaped DiT on CPU (CI-sized)
+    .venv/bin/python -m bench.tora --config 5b --device cuda --dtype bf16 --frames 49 --height 480 \\
         --width 720 --steps 50 --repeat 1               # CogVideoX-5B-sized random weights on a GPU
 
 Both sides run the same random weights (a CogVideoX-5B-shaped DiT and Tora modules) for the same
@@ -10,7 +10,7 @@ number of steps with CFG (batch 2 per step), each in a fresh subprocess so its p
 - ours: MotionKit's CogVideoX model + Apply Tora, sampled by ComfyUI's common_ksampler (euler), with
   ComfyUI's model management (weights loaded to the device by ComfyUI, offloaded as it sees fit);
 - reference: diffusers' CogVideoXTransformer3DModel with the official Tora extractor and fusers
-  (tests/tora_reference.py), stepped by CogVideoXDDIMScheduler (the official pipeline's loop,
+  (references/tora_reference.py), stepped by CogVideoXDDIMScheduler (the official pipeline's loop,
   extractor run every step as the official code does), everything on the device.
 One warm-up step precedes each timed run. Prints seconds and peak MiB per side (the best of --repeat
 alternating runs) and the ratios ours/reference.
@@ -72,12 +72,9 @@ def _random_state(module, seed: int, dtype) -> dict:
 
 def _setup(args):
     """ComfyUI importable in this process (CPU or GPU mode), the pack imported as `motionkit`."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    sys.path.insert(0, str(ROOT / "tests"))
-    import harness
+    from scripts import harness
 
-    sys.path.insert(0, str(harness.find_host()))
-    import comfy_host
+    comfy_host = harness.host_module("comfy_host")
 
     comfy_host.setup(cpu=args.device == "cpu")
     if args.attention == "pytorch":  # as `main.py --use-pytorch-cross-attention` (before model_management loads)
@@ -117,8 +114,9 @@ def run_ours(args) -> dict:
     import nodes
     import comfy.ldm.modules.attention as attention
 
-    from motionkit.models.cogvideox import comfy_glue
-    from motionkit.models.tora.apply import apply_tora, build_tora
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
+    from motionkit.models.comfy_glue.tora import apply_tora
+    from motionkit.models.tora.loading import build_tora
 
     device = torch.device(args.device)
     cog_sd, tora_sd = _weights(args)
@@ -145,7 +143,7 @@ def run_reference(args) -> dict:
     _setup(args)  # also the torchvision shim diffusers' imports need on a CPU-only torch
     import torch
     from diffusers import CogVideoXDDIMScheduler
-    from tora_reference import reference_denoise, reference_dit, reference_rope, reference_tora
+    from references.tora_reference import reference_denoise, reference_dit, reference_rope, reference_tora
 
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
@@ -205,7 +203,8 @@ def main() -> int:
     passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side")]
     for _ in range(args.repeat):
         for side in ("reference", "ours"):
-            done = subprocess.run([sys.executable, __file__, *passed, "--side", side], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-m", "bench.tora", *passed, "--side", side],
+                                  capture_output=True, text=True, cwd=ROOT)
             if done.returncode != 0:
                 print(done.stderr, file=sys.stderr)
                 return 1

@@ -1,27 +1,22 @@
 """Tora's flow front end, 49 frames 480x720 with 3 tracks: this pack vs the official per-frame pipeline.
 
 The official pipeline (alibaba/Tora sat/utils/flow_utils.py + torchvision's flow_to_image, re-implemented
-in tests/trajectory_reference.py) blurs every dense frame with cv2.filter2D and colours every pixel.
-Run: .venv/bin/python bench/trajectory_flow.py [--torch-threads N]
+in references/trajectory_reference.py) blurs every dense frame with cv2.filter2D and colours every pixel.
+Run: .venv/bin/python -m bench.trajectory_flow [--torch-threads N]
 
 Both pipelines colour with torch, so they share --torch-threads (default 1: on a small, busy machine OpenMP threads
 waiting for each other dominate and the numbers mean little); OpenCV keeps its own threads for the official blur.
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
-import harness  # noqa: E402
+from scripts import harness
 
 harness.import_pack()
 import cv2  # noqa: E402
 import torch  # noqa: E402
 from motionkit.models.trajectory import data, flow, resample  # noqa: E402
-from trajectory_reference import official_flow, official_video  # noqa: E402
+from references.trajectory_reference import official_flow, official_video  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH, REPEATS = 49, 480, 720, 4
 

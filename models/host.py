@@ -1,10 +1,12 @@
-"""The one place that talks to ComfyUI.
+"""The host adapter: what the pure model code needs from ComfyUI, as named functions.
 
-Every other module of the pack asks this adapter for devices, progress bars,
-interrupt checks, model files and model patchers. Inside ComfyUI these are
-ComfyUI's own (`comfy.model_management`, `comfy.model_patcher.ModelPatcher`,
-`comfy.utils.ProgressBar`, `comfy.utils.load_torch_file`, `folder_paths`);
-without ComfyUI they fall back to plain torch, so `models/` runs as a library.
+The model code asks this adapter for devices, progress bars, interrupt checks, model files,
+model patchers, layer operations, the attention kernel and the diffusion-model wrappers.
+Inside ComfyUI these are ComfyUI's own (`comfy.model_management`, `comfy.model_patcher.ModelPatcher`,
+`comfy.utils.ProgressBar`, `comfy.utils.load_torch_file`, `comfy.ops`, `optimized_attention`,
+`folder_paths`); without ComfyUI they fall back to plain torch, so `models/` runs as a library.
+It never hands out the `comfy` package: code that subclasses ComfyUI's classes lives in
+models/comfy_glue/, which imports ComfyUI openly.
 """
 from __future__ import annotations
 
@@ -14,28 +16,20 @@ from typing import Callable, Iterable
 
 import torch
 
+import torch.nn.functional as F
+
 try:
-    import comfy
-    import comfy.conds
-    import comfy.context_windows
-    import comfy.latent_formats
-    import comfy.ldm.modules.diffusionmodules.openaimodel
-    import comfy.model_base
+    import comfy.ldm.modules.attention as _attention
     import comfy.model_management as _mm
     import comfy.model_patcher as _model_patcher
-    import comfy.model_sampling
-    import comfy.ops
-    import comfy.patcher_extension
-    import comfy.sd
-    import comfy.supported_models_base
-    import comfy.text_encoders.sd3_clip
+    import comfy.ops as _ops
+    import comfy.patcher_extension as _patcher_extension
     import comfy.utils as _comfy_utils
     import folder_paths as _folder_paths
 except ImportError:
-    comfy = _mm = _model_patcher = _comfy_utils = _folder_paths = None
+    _attention = _mm = _model_patcher = _ops = _patcher_extension = _comfy_utils = _folder_paths = None
 
-IN_COMFYUI: bool = comfy is not None
-"""`comfy` itself is exposed for the ComfyUI glue (model classes, injections); check IN_COMFYUI first."""
+IN_COMFYUI: bool = _mm is not None
 log = logging.getLogger("MotionKit")
 
 MODELS_DIR_ENV = "MOTIONKIT_MODELS_DIR"
@@ -52,7 +46,26 @@ def require_comfyui(what: str) -> None:
 
 def operations():
     """Layer classes for weighted modules: ComfyUI's casting ops, or torch.nn."""
-    return comfy.ops.manual_cast if IN_COMFYUI else torch.nn
+    return _ops.manual_cast if IN_COMFYUI else torch.nn
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Attention of q, k, v [B, heads, N, head_dim] -> [B, N, heads * head_dim]: ComfyUI's chosen kernel
+    (pytorch, xformers, sage, flash...) or torch's scaled_dot_product_attention."""
+    if IN_COMFYUI:
+        return _attention.optimized_attention(q, k, v, heads, skip_reshape=True)
+    b, _heads, n, _dim = q.shape
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1)
+
+
+def with_diffusion_model_wrappers(forward: Callable, owner, transformer_options: dict, *args, **kwargs):
+    """Call `forward(*args, **kwargs)` through the DIFFUSION_MODEL wrappers of `transformer_options` (ComfyUI's
+    WrapperExecutor, as core diffusion models do), or directly when there are none or no ComfyUI."""
+    if IN_COMFYUI:
+        wrappers = _patcher_extension.get_all_wrappers(_patcher_extension.WrappersMP.DIFFUSION_MODEL, transformer_options)
+        if wrappers:
+            return _patcher_extension.WrapperExecutor.new_class_executor(forward, owner, wrappers).execute(*args, **kwargs)
+    return forward(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- devices

@@ -13,7 +13,6 @@ of a chunk are blended as soon as the chunk is done.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from . import host
+from . import host, model_file
 from .cogvideox import vae as cogvideox_vae
 from .cogvideox import vae_keys as cogvideox_keys
 from .easyanimate import keys as easyanimate_keys
@@ -331,18 +330,7 @@ def read_json_config(path: str) -> dict | None:
     candidate = os.path.join(os.path.dirname(path), "config.json")
     if not os.path.isfile(candidate):
         return None
-    with open(candidate) as f:
-        return json.load(f)
-
-
-def read_state_dict(path: str) -> dict:
-    try:
-        return host.load_state_dict(path)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # safetensors raises its own error types for damaged headers or data
-        raise ValueError(f"could not read the video VAE file '{path}' ({type(error).__name__}: {error}); "
-                         f"it is truncated or not a model file: download it again") from error
+    return model_file.read_json(candidate, "VAE config")
 
 
 def build_video_vae(state_dict: dict, json_config: dict | None = None, name: str = "the file",
@@ -372,4 +360,4 @@ def build_video_vae(state_dict: dict, json_config: dict | None = None, name: str
 def load_video_vae(path: str, scaling_factor: float = 0.0, dtype: torch.dtype | None = None) -> VideoVAE:
     """Load a video VAE file (its config.json beside it is read when present)."""
     json_config = read_json_config(path)
-    return build_video_vae(read_state_dict(path), json_config, os.path.basename(path), scaling_factor, dtype)
+    return build_video_vae(model_file.read_state_dict(path, "video VAE"), json_config, os.path.basename(path), scaling_factor, dtype)

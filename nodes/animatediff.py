@@ -1,9 +1,7 @@
 """AnimateDiff nodes: load a motion module and MotionLoRAs, apply them to an SD1.5/SDXL MODEL."""
 from ..models import host
-from ..models.animatediff import injection, loader
-
-MOTION_MODULE = "MOTIONKIT_MOTION_MODULE"
-MOTION_LORA = "MOTIONKIT_MOTION_LORA"
+from ..models.animatediff import keys, loader, schedule
+from .types import MOTION_LORA, MOTION_MODULE
 
 
 class MotionKitLoadMotionModule:
@@ -69,7 +67,7 @@ class MotionKitApplyMotionModule:
                 "motion_module": (MOTION_MODULE, {"tooltip": "From Load Motion Module; its base model family must match the model's."}),
                 "motion_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01,
                                            "tooltip": "Multiplies what the motion module adds to each block (0 = still images, 1 = as trained)."}),
-                "groupnorm": (list(injection.GROUPNORM_MODES),
+                "groupnorm": (list(keys.GROUPNORM_MODES),
                               {"tooltip": "How the UNet's ResBlock GroupNorms see frames. auto: as the module was trained "
                                           "(v1: across all frames of a video; others: per frame)."}),
             },
@@ -79,6 +77,9 @@ class MotionKitApplyMotionModule:
         }
 
     def apply(self, model, motion_module, motion_scale, groupnorm, motion_lora=None):
+        host.require_comfyui("Apply Motion Module (MotionKit)")
+        from ..models.comfy_glue import animatediff as injection
+
         return (injection.apply_motion_module(model, motion_module, motion_lora, motion_scale, groupnorm),)
 
 
@@ -94,11 +95,14 @@ class MotionKitAnimateDiffSchedule:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The SD1.5/SDXL model (with or without a motion module)."}),
-            "beta_schedule": (list(injection.SCHEDULES), {"tooltip": "animatediff linear: the schedule the motion "
+            "beta_schedule": (list(schedule.SCHEDULES), {"tooltip": "animatediff linear: the schedule the motion "
                                                                        "modules were trained with; sd scaled linear: ComfyUI's SD default."}),
         }}
 
     def apply(self, model, beta_schedule):
+        host.require_comfyui("AnimateDiff Beta Schedule (MotionKit)")
+        from ..models.comfy_glue import animatediff as injection
+
         return (injection.animatediff_beta_schedule(model, beta_schedule),)
 
 

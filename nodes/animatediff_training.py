@@ -5,9 +5,8 @@ from ..models import host
 from ..models.animatediff import clips as clip_data
 from ..models.animatediff.training import TrainingSettings
 from ..models.comfy_glue import lora_training
-from .animatediff import MOTION_LORA, MOTION_MODULE
+from .types import MOTION_LORA, MOTION_MODULE, TRAINING_CLIPS
 
-TRAINING_CLIPS = "MOTIONKIT_TRAINING_CLIPS"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 CATEGORY = "MotionKit/AnimateDiff"
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..models import host
-from .video_vae import TILE_INPUTS, VIDEO_VAE
+from .types import TORA, VIDEO_VAE
+from .video_vae import TILE_INPUTS
 
 CATEGORY = "MotionKit/Tora"
 NONE = "none"
@@ -22,13 +23,13 @@ class MotionKitLoadTora:
                                                 "tooltip": "For the split layout: traj_extractor.safetensors; else none."}),
         }}
 
-    RETURN_TYPES = ("MOTIONKIT_TORA",)
+    RETURN_TYPES = (TORA,)
     RETURN_NAMES = ("tora",)
     FUNCTION = "load"
     CATEGORY = CATEGORY
 
     def load(self, tora_name, extractor_name=NONE):
-        from ..models.tora.apply import load_tora
+        from ..models.tora.loading import load_tora
 
         paths = [host.model_path("tora", tora_name)]
         if extractor_name != NONE:
@@ -43,9 +44,9 @@ class MotionKitApplyTora:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A CogVideoX-5B MODEL from MotionKit Load CogVideoX."}),
-            "tora": ("MOTIONKIT_TORA", {"tooltip": "Tora weights from MotionKit Load Tora."}),
-            "motion_latents": ("LATENT", {"tooltip": "The trajectory flow encoded by MotionKit Motion VAE Encode; "
+            "model": ("MODEL", {"tooltip": "A CogVideoX-5B MODEL from Load CogVideoX (MotionKit)."}),
+            "tora": (TORA, {"tooltip": "Tora weights from Load Tora (MotionKit)."}),
+            "motion_latents": ("LATENT", {"tooltip": "The trajectory flow encoded by Motion VAE Encode (MotionKit); "
                                                      "same frames and size as the latent you sample."}),
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01,
                                    "tooltip": "Scale of the fusers' motion term; 0 disables Tora exactly."}),
@@ -61,8 +62,8 @@ class MotionKitApplyTora:
     CATEGORY = CATEGORY
 
     def apply(self, model, tora, motion_latents, strength, start_percent=0.0, end_percent=1.0):
-        host.require_comfyui("MotionKit Apply Tora")
-        from ..models.tora.apply import apply_tora
+        host.require_comfyui("Apply Tora (MotionKit)")
+        from ..models.comfy_glue.tora import apply_tora
 
         return (apply_tora(model, tora, motion_latents["samples"], strength, start_percent, end_percent),)
 
@@ -96,5 +97,5 @@ class MotionKitMotionVAEEncode:
 
 NODE_CLASS_MAPPINGS = {"MotionKitLoadTora": MotionKitLoadTora, "MotionKitApplyTora": MotionKitApplyTora,
                        "MotionKitMotionVAEEncode": MotionKitMotionVAEEncode}
-NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitLoadTora": "MotionKit Load Tora", "MotionKitApplyTora": "MotionKit Apply Tora",
-                              "MotionKitMotionVAEEncode": "MotionKit Motion VAE Encode"}
+NODE_DISPLAY_NAME_MAPPINGS = {"MotionKitLoadTora": "Load Tora (MotionKit)", "MotionKitApplyTora": "Apply Tora (MotionKit)",
+                              "MotionKitMotionVAEEncode": "Motion VAE Encode (MotionKit)"}

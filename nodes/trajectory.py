@@ -2,23 +2,29 @@
 from __future__ import annotations
 
 from ..models import host
+from .types import TRAJECTORY
 from ..models.trajectory import data as traj_data
 from ..models.trajectory import flow as traj_flow
 from ..models.trajectory import formats, preview, resample
 
-CATEGORY = "MotionKit/trajectory"
+CATEGORY = "MotionKit/Trajectory"
 _SIZE = {"min": 2, "max": 8192, "step": 1}
 
 
-def _frames_input(default: int, tooltip: str):
-    return ("INT", {"default": default, "min": 2, "max": 4096, "tooltip": tooltip})
+def _frames_input(default: int, tooltip: str, least: int = 2):
+    return ("INT", {"default": default, "min": least, "max": 4096, "tooltip": tooltip})
+
+
+_FROM_TRAJECTORIES = " 0: the frame count the trajectories carry (Draw Trajectories' num_frames, the tracked video's)."
 
 
 class MotionKitDrawTrajectories:
     DESCRIPTION = ("Draw object trajectories on the first frame, right in the node: click to add points to the "
-                   "selected track, drag to move them, click on a line to insert, right-click to delete. Several "
-                   "tracks in distinct colours; the dots show where each object is at every frame. The drawing is "
-                   "kept in the workflow as versioned JSON (see the README).")
+                   "selected track or drag on empty canvas to draw a track freehand; drag points to move them, click "
+                   "on a line to insert, right-click to delete. Per track: polyline or spline (tension), start and "
+                   "end frame, easing; per point: its frame. The timeline plays every object's position at each "
+                   "frame. The output carries width, height and num_frames, so downstream nodes can take them from "
+                   "it. The drawing is kept in the workflow as versioned JSON (see the README).")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -26,7 +32,8 @@ class MotionKitDrawTrajectories:
             "required": {
                 "width": ("INT", dict(_SIZE, default=720, tooltip="Canvas width in pixels: the video width.")),
                 "height": ("INT", dict(_SIZE, default=480, tooltip="Canvas height in pixels: the video height.")),
-                "num_frames": _frames_input(49, "Frame count used to show where each object is at every frame."),
+                "num_frames": _frames_input(49, "Frames of the video (Tora: 49). The trajectories carry it: Resample "
+                                                "Trajectories and Trajectories to Flow take it when set to 0."),
                 "trajectory_data": ("STRING", {"default": "", "multiline": False,
                                                "tooltip": "The drawing as MotionKit trajectory JSON; written by the canvas."}),
             },
@@ -36,15 +43,16 @@ class MotionKitDrawTrajectories:
             },
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "draw"
     CATEGORY = CATEGORY
 
     def draw(self, width, height, num_frames, trajectory_data, reference_image=None):
+        traj_data.validate_clip(width, height, num_frames)
         drawn = formats.parse_trajectories(trajectory_data, "motionkit_json", what="trajectory_data")
         result = traj_data.rescale(drawn, width, height)
-        result.num_frames = None
+        result.num_frames = num_frames
         ui = {}
         if reference_image is not None:
             name = preview.save_reference_image(reference_image, host.temp_directory())
@@ -72,7 +80,7 @@ class MotionKitLoadTrajectories:
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY", "STRING")
+    RETURN_TYPES = (TRAJECTORY, "STRING")
     RETURN_NAMES = ("trajectories", "json")
     FUNCTION = "load"
     CATEGORY = CATEGORY
@@ -91,21 +99,22 @@ class MotionKitResampleTrajectories:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks to resample."}),
-                "num_frames": _frames_input(49, "Frames of the video (Tora: 49)."),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks to resample."}),
+                "num_frames": _frames_input(0, "Frames of the video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
                 "mode": (list(resample.MODES), {"default": "arc_length", "tooltip": "How points are chosen per frame."}),
                 "out_of_frame": (list(resample.OUT_OF_FRAME), {"default": "clamp", "tooltip": "Points outside the canvas: "
                                                                 "clamp to the edge (logged) or stop with an error."}),
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "resample"
     CATEGORY = CATEGORY
 
     def resample(self, trajectories, num_frames, mode, out_of_frame):
-        return (resample.resample(trajectories, num_frames, mode, out_of_frame),)
+        frames = resample.frame_count(num_frames, trajectories)
+        return (resample.resample(trajectories, frames, mode, out_of_frame),)
 
 
 class MotionKitTrajectoriesToFlow:
@@ -117,10 +126,10 @@ class MotionKitTrajectoriesToFlow:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
-                "width": ("INT", dict(_SIZE, default=720, tooltip="Video width in pixels.")),
-                "height": ("INT", dict(_SIZE, default=480, tooltip="Video height in pixels.")),
-                "num_frames": _frames_input(49, "Frames of the flow video (Tora: 49)."),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks; resampled here unless they already have one point per frame."}),
+                "width": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video width in pixels; 0: the trajectories' canvas width.")),
+                "height": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video height in pixels; 0: the trajectories' canvas height.")),
+                "num_frames": _frames_input(0, "Frames of the flow video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
                 "resample_mode": (list(resample.MODES), {"default": "arc_length",
                                                          "tooltip": "Used when the tracks are not yet one point per frame."}),
                 "normalize": (list(traj_flow.NORMALIZATIONS), {"default": "global", "tooltip": "global: one maximum "
@@ -134,6 +143,8 @@ class MotionKitTrajectoriesToFlow:
     CATEGORY = CATEGORY
 
     def flow(self, trajectories, width, height, num_frames, resample_mode, normalize):
+        num_frames = resample.frame_count(num_frames, trajectories)
+        width, height = width or trajectories.width, height or trajectories.height
         if not (trajectories.per_frame() and trajectories.num_frames == num_frames):
             trajectories = resample.resample(trajectories, num_frames, resample_mode, "clamp")
         video = traj_flow.trajectories_to_flow_video(trajectories, width, height, normalize,
@@ -149,7 +160,7 @@ class MotionKitPreviewTrajectories:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "trajectories": ("TRAJECTORY", {"tooltip": "Tracks to draw."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "Tracks to draw."}),
                 "line_width": ("INT", {"default": 3, "min": 1, "max": 32, "tooltip": "Line width in pixels."}),
             },
             "optional": {

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from ..models import host
+from .types import TRAJECTORY
 from ..models.trajectory import formats
 from ..models.trajectory import tracking
 
-CATEGORY = "MotionKit/trajectory"
+CATEGORY = "MotionKit/Trajectory"
 
 
 def _lk_inputs():
@@ -40,7 +41,7 @@ class MotionKitTrajectoriesFromVideo:
             }
         }
 
-    RETURN_TYPES = ("TRAJECTORY",)
+    RETURN_TYPES = (TRAJECTORY,)
     RETURN_NAMES = ("trajectories",)
     FUNCTION = "track"
     CATEGORY = CATEGORY
@@ -61,7 +62,7 @@ class MotionKitTrajectoryError:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The generated video."}),
-                "trajectories": ("TRAJECTORY", {"tooltip": "The trajectories that were requested."}),
+                "trajectories": (TRAJECTORY, {"tooltip": "The trajectories that were requested."}),
                 **_lk_inputs(),
             }
         }

@@ -5,8 +5,7 @@ import torch
 
 from ..models import host
 from ..models import video_vae
-
-VIDEO_VAE = "MOTIONKIT_VIDEO_VAE"
+from .types import VIDEO_VAE
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 TILE_INPUTS = {
@@ -41,7 +40,7 @@ class MotionKitLoadVideoVAE:
     RETURN_TYPES = (VIDEO_VAE,)
     RETURN_NAMES = ("video_vae",)
     FUNCTION = "load"
-    CATEGORY = "MotionKit/video VAE"
+    CATEGORY = "MotionKit/Video VAE"
     DESCRIPTION = ("Loads an EasyAnimate or CogVideoX video VAE under ComfyUI's model management "
                    "(loaded to the GPU when used, offloaded after).")
 
@@ -62,7 +61,7 @@ class MotionKitSliceVAEDecode:
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
     FUNCTION = "decode"
-    CATEGORY = "MotionKit/video VAE"
+    CATEGORY = "MotionKit/Video VAE"
     DESCRIPTION = ("Decodes a video latent slice by slice: the latent frames are walked in the version's own "
                    "chunks carrying only the causal state, so memory does not grow with clip length. Output "
                    "equals the version's official decode. Batches give their frames one after the other.")
@@ -84,7 +83,7 @@ class MotionKitVideoVAEEncode:
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("samples",)
     FUNCTION = "encode"
-    CATEGORY = "MotionKit/video VAE"
+    CATEGORY = "MotionKit/Video VAE"
     DESCRIPTION = ("Encodes video frames into a video latent [1,C,T,H,W] (already multiplied by the scaling "
                    "factor), streamed chunk by chunk, for image-to-video and video-to-video graphs.")
 

@@ -1,3 +1,16 @@
-"""Independent references and measuring helpers shared by the tests and the benches (importable from the
-repository root: `from references import animatediff_reference`). They compare the pack with the libraries'
-own classes and functions (diffusers, torch, the original algorithms as published), never with its own code."""
+"""Independent references and measuring helpers, shared by the tests and the benchmarks.
+
+Each module re-states a published algorithm or wraps the library that defines it (diffusers,
+torchvision, OpenCV), never the pack's own code, so parity against it means something:
+
+- `tora_reference`: Tora's official DiT (diffusers CogVideoX + the official fuser and extractor).
+- `trajectory_reference`: Tora's official trajectory -> flow pipeline (OpenCV + torchvision).
+- `animatediff_reference`: diffusers' motion UNet and the original AnimateDiff MotionLoRA merge.
+- `motionlora_reference`: MotionLoRA training on diffusers' UNetMotionModel (LoRA by hand, DDPM loss), the
+  original loader's merge, the published v2_lora_* layout.
+- `slice_vae_official`: EasyAnimate's official sliced decode on diffusers' AutoencoderKLMagvit.
+- `peak_memory`: peak tensor memory of a call, traced from torch's dispatcher.
+
+Import as `from references import tora_reference` with the repository root on sys.path
+(pytest's `pythonpath` setting; `python -m bench.<name>` from the root).
+"""

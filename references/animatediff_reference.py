@@ -2,6 +2,7 @@
 and the original AnimateDiff formulation where diffusers differs (written for the tests, not copied)."""
 from __future__ import annotations
 
+import copy
 import re
 
 import torch
@@ -151,3 +152,21 @@ def comfy_model_patcher(levels: int, image_state: dict):
     model.diffusion_model.load_state_dict(tiny.state_dict())
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+def original_motion_lora_merge(model: nn.Module, files: list[tuple[dict[str, torch.Tensor], float]]) -> nn.Module:
+    """A dense copy of `model` with MotionLoRA files (raw state dicts, strength) merged into it as the original
+    AnimateDiff merges them (animatediff/utils/convert_lora_safetensor_to_diffusers.py, load_diffusers_lora): every
+    `.down.` key names its layer once `processor.`, `_lora` and `down.` are removed (`to_out` is `to_out.0`), and
+    that layer's weight grows by strength * up @ down."""
+    merged = copy.deepcopy(model)
+    for state, strength in files:
+        for key, down in state.items():
+            if ".down." not in key:
+                continue
+            up = state[key.replace(".down.", ".up.")]
+            layer_key = key.replace("processor.", "").replace("_lora", "").replace("down.", "")
+            layer = merged.get_submodule(layer_key.replace("to_out.", "to_out.0.").rsplit(".", 1)[0])
+            with torch.no_grad():
+                layer.weight += strength * torch.mm(up, down).to(layer.weight)
+    return merged

@@ -7,34 +7,21 @@ The SAT checkpoint stores Python objects (training arguments) beside the tensors
 this for a file you trust (the official release). MotionKit itself never unpickles arbitrary objects.
 The output keeps the SAT key names of the Tora tensors (trajectory extractor and fusers) only.
 """
-import argparse
 import sys
 
-import safetensors.torch
-import torch
+from convert_to_safetensors import load_trusted, parse, save_tensors
 
 TORA_PREFIXES = ("model.diffusion_model.traj_extractor.", "model.diffusion_model.mixins.adaln_layer.fuser_list.")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source")
-    parser.add_argument("target")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="confirm you trust the file: unpickling can execute code stored in it")
-    args = parser.parse_args()
-    if not args.trust_pickle:
-        print("refusing to unpickle without --trust-pickle (see --help)", file=sys.stderr)
-        return 2
-    state = torch.load(args.source, map_location="cpu", weights_only=False)
-    state = state.get("module", state.get("state_dict", state))
-    tensors = {k: v.contiguous() for k, v in state.items() if k.startswith(TORA_PREFIXES) and torch.is_tensor(v)}
-    if not tensors:
+    args = parse(__doc__)
+    count = save_tensors(load_trusted(args.source), args.target, lambda key: key.startswith(TORA_PREFIXES))
+    if not count:
         print(f"{args.source} holds no Tora tensors (looked for keys starting with {', '.join(TORA_PREFIXES)})",
               file=sys.stderr)
         return 1
-    safetensors.torch.save_file(tensors, args.target)
-    print(f"wrote {len(tensors)} tensors to {args.target}")
+    print(f"wrote {count} Tora tensors to {args.target}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The demo: tiny random checkpoints, every example workflow through a real ComfyUI, videos out.
 
-    .venv/bin/python scripts/demo.py [--out demo_output]
+    .venv/bin/python -m scripts.demo [--out demo_output]   # from the repository root
 
 Writes the tiny checkpoints into OUT/models, starts the pinned ComfyUI with the
 pack loaded, loads each example workflow into the real frontend and queues it,
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import harness
+from scripts import harness
 
 
 def main() -> int:

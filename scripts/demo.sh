@@ -3,4 +3,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/install.sh"
-exec "$ROOT/.venv/bin/python" "$ROOT/scripts/demo.py" "$@"
+cd "$ROOT"
+exec .venv/bin/python -m scripts.demo "$@"

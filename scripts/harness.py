@@ -24,27 +24,40 @@ PACK_ALIAS = "motionkit"
 
 
 def find_host() -> Path | None:
-    """The ComfyUI host folder: $COMFYUI_PATH, else ../shared/comfyui-host beside the repo."""
-    for candidate in (os.environ.get("COMFYUI_PATH"), ROOT.parent / "shared" / "comfyui-host"):
-        if candidate and (Path(candidate) / "comfy_host.py").is_file():
-            return Path(candidate).resolve()
-    return None
+    """The ComfyUI host folder (the pinned ComfyUI and its scripts, with comfy_host.py): $COMFYUI_PATH when it is
+    set (an error if it holds no host), else ../shared/comfyui-host beside the repository, else None."""
+    chosen = os.environ.get("COMFYUI_PATH")
+    if chosen:
+        if not (Path(chosen) / "comfy_host.py").is_file():
+            raise RuntimeError(f"COMFYUI_PATH={chosen} holds no comfy_host.py: point it at a comfyui-host folder "
+                               f"(the pinned ComfyUI with its scripts), or unset it to use ../shared/comfyui-host")
+        return Path(chosen).resolve()
+    beside = ROOT.parent / "shared" / "comfyui-host"
+    return beside.resolve() if (beside / "comfy_host.py").is_file() else None
 
 
 def setup_comfy_in_process(work_dir: Path | None = None, cpu: bool = True) -> bool:
     """Make `comfy.*` importable in this process (before the pack is imported); `cpu=False`: ComfyUI's
     model management uses the GPU, as the server does."""
-    host = find_host()
-    if host is None:
+    if find_host() is None:
         return False
-    sys.path.insert(0, str(host))
-    import comfy_host
-
+    comfy_host = host_module("comfy_host")
     comfy_host.setup(cpu=cpu, work_dir=str(work_dir) if work_dir else None)
     # Bind ComfyUI's top-level `nodes` now: pytest may later put the pack's root, which
     # has a `nodes/` folder of its own, first on sys.path.
     import nodes  # noqa: F401
     return True
+
+
+def host_module(name: str):
+    """Import one of the host folder's scripts (comfy_host, ui_workflow); the host folder joins sys.path
+    (first, as ComfyUI's own modules must win over this repository's `nodes/` and `models/`)."""
+    host = find_host()
+    if host is None:
+        raise RuntimeError("no ComfyUI host found: set COMFYUI_PATH or provide ../shared/comfyui-host")
+    if str(host) not in sys.path:
+        sys.path.insert(0, str(host))
+    return importlib.import_module(name)
 
 
 def import_pack():
@@ -62,12 +75,11 @@ def import_pack():
 def write_tiny_checkpoints(models_dir: Path) -> list[Path]:
     """Write each family's tiny checkpoints into `models_dir` (ComfyUI layout); return the files."""
     import_pack()
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import tiny_checkpoints
+    from . import tiny_checkpoints
 
     written = []
     for info in sorted(pkgutil.iter_modules(tiny_checkpoints.__path__), key=lambda m: m.name):
-        family = importlib.import_module(f"tiny_checkpoints.{info.name}")
+        family = importlib.import_module(f"{tiny_checkpoints.__name__}.{info.name}")
         written += family.write(Path(models_dir))
     return written
 
@@ -180,3 +192,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    # `python -m scripts.harness host`: print the host folder (empty without one); scripts/install.sh uses it
+    if sys.argv[1:] != ["host"]:
+        sys.exit("usage: python -m scripts.harness host")
+    try:
+        print(find_host() or "")
+    except RuntimeError as error:
+        sys.exit(f"[install] {error}")

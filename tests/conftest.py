@@ -4,14 +4,12 @@ Tests marked `host` need the real ComfyUI (../shared/comfyui-host or $COMFYUI_PA
 Without one they are skipped with a loud reason, except in CI, where that is an error.
 """
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import harness  # noqa: E402
+from scripts import harness
 
 _WORK = Path(tempfile.mkdtemp(prefix="motionkit-tests-"))
 HOST_FOUND = harness.setup_comfy_in_process(work_dir=_WORK)

@@ -10,13 +10,15 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
-from references import animatediff_reference as ref
-from references import motionlora_reference as mref
+from scripts import harness
 
 harness.import_pack()
+from references import animatediff_reference as ref  # noqa: E402
+from references import motionlora_reference as mref  # noqa: E402
 from motionkit.models.animatediff import clips as clip_data  # noqa: E402
-from motionkit.models.animatediff import injection, keys, loader, motion_lora  # noqa: E402
+from motionkit.models.animatediff import keys, loader, motion_lora  # noqa: E402
+from motionkit.models.animatediff.schedule import SCHEDULES  # noqa: E402
+from motionkit.models.comfy_glue import animatediff as injection  # noqa: E402
 from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig  # noqa: E402
 from motionkit.models.animatediff.training import (LatentClip, LoRATrainer, TrainingItem, TrainingSettings,  # noqa: E402
                                                    TrainingSettingsError, motion_lora_shapes, new_lora_pairs)
@@ -152,7 +154,7 @@ def _our_gradients(tiny, pairs, items, gradient_checkpointing=False):
 
     patched = injection.apply_motion_module(tiny["model"], tiny["motion"], [motion_lora.MotionLoRA("t", pairs, 1.0)],
                                             gradient_checkpointing=gradient_checkpointing)
-    patched = injection.animatediff_beta_schedule(patched, injection.SCHEDULES[0])
+    patched = injection.animatediff_beta_schedule(patched, SCHEDULES[0])
     patched.model_options["transformer_options"][injection.FRAMES_PER_VIDEO] = FRAMES
     if gradient_checkpointing:
         for key, forward in lora_training.gradient_checkpointing_patches(patched.get_model_object("diffusion_model")).items():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-import harness
+from scripts import harness
 
 WORKFLOWS = harness.ROOT / "example_workflows"
 pytestmark = pytest.mark.host

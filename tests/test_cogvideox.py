@@ -1,6 +1,5 @@
 """CogVideoX: parity with diffusers, checkpoint layouts, and the ComfyUI model sampled by core samplers."""
 import re
-import sys
 import types
 from pathlib import Path
 
@@ -8,11 +7,10 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "scripts"))
-from tiny_checkpoints import cogvideox as tiny  # noqa: E402
+from scripts.tiny_checkpoints import cogvideox as tiny  # noqa: E402
 
 from motionkit.models.cogvideox import keys, schedule  # noqa: E402
 from motionkit.models.cogvideox.text import fixed_length_t5_tokens  # noqa: E402
@@ -114,7 +112,7 @@ def test_tora_file_given_to_cogvideox_loader_is_refused():
         keys.detect(split_fuser, "'fuser.safetensors'")
     assert str(error.value) == (
         "'fuser.safetensors' holds Tora weights (motion fuser / trajectory extractor), not a CogVideoX transformer: "
-        "load it with MotionKit Load Tora (models/tora) and pick the CogVideoX-5B transformer here")
+        "load it with Load Tora (MotionKit) (models/tora) and pick the CogVideoX-5B transformer here")
 
 
 def test_unknown_file_lists_what_was_checked_and_missing():
@@ -164,7 +162,7 @@ def _tiny_file(tmp_path):
 @pytest.mark.host
 def test_comfy_model_schedule_equals_cogvideox_ddim():
     from diffusers import CogVideoXDDIMScheduler
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
 
     for shift in (1.0, 3.0):
         reference = CogVideoXDDIMScheduler(rescale_betas_zero_snr=True, snr_shift_scale=shift)
@@ -179,7 +177,7 @@ def test_comfy_model_schedule_equals_cogvideox_ddim():
 @pytest.mark.host
 def test_comfy_denoiser_equals_diffusers_v_prediction(tmp_path):
     """ComfyUI's x0 prediction from our model equals DDIM's pred_original_sample from diffusers' transformer."""
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
 
     patcher = comfy_glue.load_cogvideox(str(_tiny_file(tmp_path)))
     model = patcher.model
@@ -228,7 +226,7 @@ def test_core_ksampler_samples_the_loaded_model(tmp_path):
 
 @pytest.mark.host
 def test_half_weights_on_cpu_are_refused(tmp_path):
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
 
     path = tmp_path / "half.safetensors"
     safetensors.torch.save_file({k: v.half() for k, v in tiny.tiny_state_dict().items()}, str(path))
@@ -286,7 +284,7 @@ def _diffusers_ddim_sampling(tmp_path, steps, cfg, dynamic, seed=7):
     from comfy_extras.nodes_custom_sampler import KSamplerSelect, SamplerCustom
     from diffusers import CogVideoXDDIMScheduler
 
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
     from motionkit.nodes.cogvideox import MotionKitCogVideoXDynamicCFG, MotionKitCogVideoXScheduler
 
     model = comfy_glue.load_cogvideox(str(_tiny_file(tmp_path)))
@@ -331,7 +329,7 @@ def test_i2v_model_concatenates_the_start_latent_like_the_pipeline(tmp_path):
     import json
 
     import nodes
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
     from motionkit.nodes.cogvideox import MotionKitCogVideoXImageToVideo
 
     config = dict(tiny.TINY_CONFIG, in_channels=32, sample_height=8, sample_width=12, sample_frames=9,

@@ -6,15 +6,14 @@ import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "scripts"))
-from tiny_checkpoints import cogvideox as tiny_cog  # noqa: E402
-from tiny_checkpoints import tora as tiny_tora  # noqa: E402
+from scripts.tiny_checkpoints import cogvideox as tiny_cog  # noqa: E402
+from scripts.tiny_checkpoints import tora as tiny_tora  # noqa: E402
 
 from motionkit.models.tora import keys, loading  # noqa: E402
-from tora_reference import RefTora, reference_denoise, reference_dit, reference_rope, reference_tora  # noqa: E402
+from references.tora_reference import RefTora, reference_denoise, reference_dit, reference_rope, reference_tora  # noqa: E402
 from motionkit.models.tora.fuser import ToraModel  # noqa: E402
 
 
@@ -102,7 +101,7 @@ def test_plain_cogvideox_given_to_load_tora_is_refused():
     with pytest.raises(keys.ToraFormatError) as error:
         keys.convert(tiny_cog.tiny_state_dict(), "'cogvideox5b.safetensors'")
     assert str(error.value).startswith("'cogvideox5b.safetensors' is a plain CogVideoX transformer without Tora "
-                                       "weights: load it with MotionKit Load CogVideoX;")
+                                       "weights: load it with Load CogVideoX (MotionKit);")
 
 
 def test_split_fuser_without_extractor_names_the_missing_file():
@@ -111,7 +110,7 @@ def test_split_fuser_without_extractor_names_the_missing_file():
     with pytest.raises(keys.ToraFormatError) as error:
         keys.config_from_state_dict(sd, "'fuser.safetensors'")
     assert str(error.value) == ("'fuser.safetensors' lacks the trajectory extractor (traj_extractor.safetensors): give "
-                                "MotionKit Load Tora both split files, or one file holding both (the SAT checkpoint or "
+                                "Load Tora (MotionKit) both split files, or one file holding both (the SAT checkpoint or "
                                 "the diffusers Tora transformer)")
 
 
@@ -131,12 +130,12 @@ def test_sat_pickle_with_objects_is_refused_and_names_the_converter(tmp_path):
     checkpoint["args"] = argparse.Namespace(lr=1e-4)
     path = tmp_path / "mp_rank_00_model_states.pt"
     torch.save(checkpoint, str(path))
-    with pytest.raises(keys.ToraFormatError) as error:
+    with pytest.raises(ValueError) as error:
         loading.load_state_dicts([str(path)])
     message = str(error.value)
-    assert message.startswith("'mp_rank_00_model_states.pt' is a pickle that holds more than tensors")
-    assert message.endswith("If you trust the file, convert it once with: python scripts/convert_tora_checkpoint.py "
-                            "<file.pt> <out.safetensors> --trust-pickle")
+    assert type(error.value).__name__ == "ModelFileError"
+    assert all(fact in message for fact in ("'mp_rank_00_model_states.pt'", "argparse.Namespace", "weights_only=True",
+                                            "python scripts/convert_tora_checkpoint.py", "--trust-pickle"))
     out = tmp_path / "tora.safetensors"
     done = __import__("subprocess").run([sys.executable, str(harness.ROOT / "scripts" / "convert_tora_checkpoint.py"),
                                          str(path), str(out), "--trust-pickle"], capture_output=True, text=True)
@@ -148,8 +147,8 @@ def test_sat_pickle_with_objects_is_refused_and_names_the_converter(tmp_path):
 # ---------------------------------------------------------------- inside ComfyUI
 @pytest.fixture
 def tiny_models(tmp_path):
-    from motionkit.models.cogvideox import comfy_glue
-    from motionkit.models.tora.apply import load_tora
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
+    from motionkit.models.tora.loading import load_tora
 
     cog = comfy_glue.load_cogvideox(str(tiny_cog.write(tmp_path)[0]))
     tora = load_tora([str(tiny_tora.write(tmp_path)[0])])
@@ -165,8 +164,8 @@ def _denoise(patcher, x, sigma, context):
 
 @pytest.mark.host
 def test_patched_denoiser_matches_diffusers_plus_official_tora(tiny_models):
-    from motionkit.models.cogvideox import comfy_glue
-    from motionkit.models.tora.apply import apply_tora
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
+    from motionkit.models.comfy_glue.tora import apply_tora
 
     cog, tora = tiny_models
     torch.manual_seed(3)
@@ -197,7 +196,7 @@ def test_strength_zero_and_inactive_range_are_bit_identical(tiny_models):
     import nodes
     from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
 
-    from motionkit.models.tora.apply import apply_tora
+    from motionkit.models.comfy_glue.tora import apply_tora
 
     cog, tora = tiny_models
     motion = {"samples": torch.randn(1, 16, 3, 8, 12)}
@@ -224,7 +223,7 @@ def test_extractor_runs_once_per_generation(tiny_models):
     import nodes
     from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
 
-    from motionkit.models.tora.apply import apply_tora
+    from motionkit.models.comfy_glue.tora import apply_tora
 
     cog, tora = tiny_models
     calls = []
@@ -247,7 +246,7 @@ def test_motion_latents_that_do_not_fit_are_refused_before_sampling(tiny_models)
     import nodes
     from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
 
-    from motionkit.models.tora.apply import apply_tora
+    from motionkit.models.comfy_glue.tora import apply_tora
     from motionkit.models.tora.guidance import ToraMotionLatentsError
 
     cog, tora = tiny_models
@@ -267,7 +266,8 @@ def test_apply_tora_refuses_sd15_and_mismatched_widths(tiny_models, tmp_path):
     import comfy.model_patcher
     import comfy.supported_models
 
-    from motionkit.models.tora.apply import ToraModelError, apply_tora, load_tora
+    from motionkit.models.comfy_glue.tora import ToraModelError, apply_tora
+    from motionkit.models.tora.loading import load_tora
 
     cog, tora = tiny_models
     sd15_config = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
@@ -280,7 +280,7 @@ def test_apply_tora_refuses_sd15_and_mismatched_widths(tiny_models, tmp_path):
     patcher = comfy.model_patcher.ModelPatcher(sd15, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     with pytest.raises(ToraModelError) as error:
         apply_tora(patcher, tora, torch.zeros(1, 16, 3, 8, 12), 1.0)
-    assert str(error.value) == ("MotionKit Apply Tora needs a CogVideoX MODEL (from MotionKit Load CogVideoX); the "
+    assert str(error.value) == ("Apply Tora (MotionKit) needs a CogVideoX MODEL (from Load CogVideoX (MotionKit)); the "
                                 "model input is a SD15 model. Tora's fusers only fit CogVideoX-5B's blocks")
     wide = tmp_path / "wide.safetensors"
     safetensors.torch.save_file(tiny_tora.tiny_state_dict(dict(dim=64, blocks=2, flow_channels=32)), str(wide))
@@ -294,8 +294,7 @@ def test_apply_tora_refuses_sd15_and_mismatched_widths(tiny_models, tmp_path):
 # ---------------------------------------------------------------- motion latents
 @pytest.mark.host
 def test_motion_vae_encode_scales_cogvideox_latents_and_checks_the_flow(tmp_path):
-    sys.path.insert(0, str(harness.ROOT / "scripts"))
-    from tiny_checkpoints import video_vae as tiny_vae
+    from scripts.tiny_checkpoints import video_vae as tiny_vae
 
     from motionkit.models import video_vae
     from motionkit.models.tora.motion import MotionEncodeError
@@ -325,8 +324,7 @@ def test_motion_vae_encode_gpu_peak_is_flat_in_clip_length_and_fits_24_gib_at_72
     """Traced as bench/motion_vae_memory.py does (FakeTensorMode; fake meta tensors stand for the GPU)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    sys.path.insert(0, str(harness.ROOT / "bench"))
-    import motion_vae_memory as bench
+    from bench import motion_vae_memory as bench
 
     from motionkit.models import video_vae
 
@@ -351,7 +349,7 @@ def test_motion_vae_encode_gpu_peak_is_flat_in_clip_length_and_fits_24_gib_at_72
 
 @pytest.mark.host
 def test_load_t5_reads_the_size_from_the_file(tmp_path):
-    from motionkit.models.cogvideox import comfy_glue
+    from motionkit.models.comfy_glue import cogvideox as comfy_glue
 
     files = tiny_cog.write(tmp_path)
     assert comfy_glue.t5_config_from_state_dict(tiny_cog.tiny_t5_state_dict()) == tiny_cog.TINY_T5

@@ -2,7 +2,6 @@
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-import harness
+from scripts import harness
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trajectory_reference import official_select, official_video  # noqa: E402
+from references.trajectory_reference import official_select, official_video  # noqa: E402
 
 pack = harness.import_pack()
 from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
@@ -31,7 +29,7 @@ def _set(*tracks, width=240, height=160, frames=None):
 def test_motionkit_json_round_trip():
     original = Trajectories(720, 480, [Track([(1, 2), (3.5, 4)], "car", [0, 7]), Track([(5, 6), (7, 8)], "bird")])
     text = original.to_json()
-    assert json.loads(text) == {"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 720, "height": 480},
+    assert json.loads(text) == {"format": "motionkit.trajectories", "version": 2, "canvas": {"width": 720, "height": 480},
                                 "tracks": [{"name": "car", "points": [[1, 2], [3.5, 4]], "frames": [0, 7]},
                                            {"name": "bird", "points": [[5, 6], [7, 8]]}]}
     assert formats.parse_trajectories(text) == original
@@ -167,17 +165,34 @@ def test_frame_zero_and_still_tracks_are_white():
 
 
 def test_colorwheel_is_torchvisions():
-    expected = torch.tensor([[255, 0, 0], [255, 17, 0], [255, 238, 0], [255, 255, 0], [43, 255, 0], [0, 255, 0],
-                             [0, 255, 191], [0, 255, 255], [0, 24, 255], [0, 0, 255], [235, 0, 255], [255, 0, 255],
-                             [255, 0, 43]], dtype=torch.float32)
+    """Every wheel colour and the blends between neighbours, against torchvision.utils.flow_to_image itself."""
+    from torchvision.utils import flow_to_image
+
     wheel = flow.middlebury_colorwheel()
     assert wheel.shape == (55, 3)
-    assert torch.equal(wheel[[0, 1, 14, 15, 20, 21, 24, 25, 35, 36, 48, 49, 54]], expected)
+    # unit vectors at 8 angles per wheel segment, and shorter ones (the colour fades to white with the norm)
+    angles = torch.arange(54 * 8, dtype=torch.float32) / (54 * 8) * 2 * torch.pi - torch.pi
+    radii = torch.tensor([1.0, 0.6, 0.2])
+    u = (radii[:, None] * torch.cos(angles)[None]).flatten()
+    v = (radii[:, None] * torch.sin(angles)[None]).flatten()
+    expected = flow_to_image(torch.stack([u, v])[None, :, None, :])[0, :, 0].T
+    ours = flow.colorize(u, v, (u.square() + v.square()).sqrt().max(), wheel)
+    assert torch.equal(ours, expected)
+    assert len({tuple(c) for c in expected.tolist()}) > 300
 
 
 # ---------------------------------------------------------------- bad input: every case of the issue
 def _flow_of(trajectories, frames=9):
     return nodes.MotionKitTrajectoriesToFlow().flow(trajectories, 240, 160, frames, "arc_length", "global")[0]
+
+
+_DRAWN = Trajectories(720, 480, [Track([(1, 2), (30, 40)], "a")]).to_json()
+
+
+def _v2(fields):
+    track = {"name": "a", "points": [[1, 2], [30, 40]], **fields}
+    return formats.parse_trajectories(json.dumps({"format": "motionkit.trajectories", "version": 2,
+                                                  "canvas": {"width": 720, "height": 480}, "tracks": [track]}))
 
 
 BAD_INPUT = [
@@ -194,7 +209,7 @@ BAD_INPUT = [
     ("1x1 canvas", lambda: formats.parse_trajectories("[[0, 0], [0, 0]]", "point_list", 1, 1), "the canvas is 1x1 pixels; it must be at least 2x2"),
     ("1x1 video", lambda: flow.trajectories_to_flow_video(resample.resample(_set([(1, 1), (5, 5)]), 3), 1, 1), "the video is 1x1; it must be at least 2x2"),
     ("malformed MotionKit JSON", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 1,\n "tracks": [}'),
-     "expected MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 1, ...}); the text breaks at line 2, column 13"),
+     "expected MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 2, ...}); the text breaks at line 2, column 13"),
     ("malformed KJNodes string", lambda: formats.parse_trajectories("[{'x': 1, 'y': 2}, {'x': 3 'y': 4}]"),
      "expected KJNodes Spline Editor coordinates ([{'x': .., 'y': ..}, ...] or a list of those lists); the text breaks at line 1, column 28"),
     ("malformed ATI tracks", lambda: formats.parse_trajectories('[[{"x": 1, "y": 2}, {"x": 3}]]', "wan_ati_tracks"),
@@ -202,7 +217,24 @@ BAD_INPUT = [
     ("malformed point lines", lambda: formats.parse_trajectories("1,2\n3;4;5\n"), "the text breaks at line 2: '3;4;5' is not 'x,y'"),
     ("empty text", lambda: formats.parse_trajectories("  "), "the text is empty"),
     ("unsupported JSON version", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 7}'),
-     "trajectory JSON version 7 is not supported; this MotionKit reads version 1"),
+     "trajectory JSON version 7 is not supported; this MotionKit reads versions 1 and 2"),
+    ("Draw: width 0", lambda: nodes.MotionKitDrawTrajectories().draw(0, 480, 49, _DRAWN),
+     "width is 0; the canvas must be at least 2 pixels in each direction: set width to the video's width"),
+    ("Draw: height 0", lambda: nodes.MotionKitDrawTrajectories().draw(720, 0, 49, _DRAWN), "height is 0"),
+    ("Draw: num_frames 1", lambda: nodes.MotionKitDrawTrajectories().draw(720, 480, 1, _DRAWN),
+     "num_frames is 1; a trajectory needs at least 2 frames (a start and a frame to move to): set num_frames"),
+    ("Draw: num_frames 0", lambda: nodes.MotionKitDrawTrajectories().draw(720, 480, 0, _DRAWN), "num_frames is 0"),
+    ("num_frames 0 without a frame count", lambda: nodes.MotionKitResampleTrajectories().resample(
+        _set([(1, 1), (5, 5)]), 0, "arc_length", "clamp"), "num_frames is 0 (take the frame count from the trajectories), "
+     "but these trajectories carry none (e.g. loaded from a point list); set num_frames"),
+    ("unknown interpolation", lambda: _v2({"interpolation": "bezier"}), "interpolation 'bezier' is not one of polyline, spline"),
+    ("tension out of range", lambda: _v2({"interpolation": "spline", "tension": 2}), "tension 2.0 must be a number from 0"),
+    ("unknown easing", lambda: _v2({"easing": "bounce"}), "easing 'bounce' is not one of linear, ease-in, ease-out, ease-in-out"),
+    ("end before start", lambda: _v2({"start_frame": 9, "end_frame": 3}), "end_frame 3 is before start_frame 9"),
+    ("negative start", lambda: _v2({"start_frame": -1}), "start_frame -1 must be a frame index"),
+    ("start_frame not an integer", lambda: _v2({"start_frame": 1.5}), "tracks[0].start_frame must be a frame index (an integer), got 1.5"),
+    ("frames and start_frame", lambda: _v2({"frames": [0, 4], "start_frame": 2}),
+     "has both per-point frames and start_frame/end_frame; keep one"),
     ("outside the canvas, clamp mode", None, None),
     ("more tracks than colours", None, None),
 ]
@@ -292,3 +324,93 @@ def test_preview_of_timed_tracks_follows_their_timing():
     color = torch.tensor(preview.track_colors(1)[0], dtype=torch.float32)
     assert (out[1, 80, 120] * 255 - color).abs().max() < 2  # halfway at frame 1
     assert (out[4, 80, 220] * 255 - color).abs().max() < 2  # held at the end after frame 2
+
+
+# ---------------------------------------------------------------- timing (version 2) and the shared placement
+def _track(points, **fields):
+    return Track([tuple(p) for p in points], "t", **fields)
+
+
+def test_version_1_files_load_and_version_2_fields_round_trip():
+    old = formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 64, '
+                                     '"height": 48}, "tracks": [{"name": "a", "points": [[1, 2], [3, 4]], "frames": [0, 5]}]}')
+    assert old.tracks[0] == Track([(1, 2), (3, 4)], "a", [0, 5])
+    # a version-1 file's unknown keys are not read as version-2 fields
+    ignored = formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 64, '
+                                         '"height": 48}, "tracks": [{"points": [[1, 2], [3, 4]], "easing": "ease-in"}]}')
+    assert ignored.tracks[0].easing == "linear"
+    new = Trajectories(64, 48, [_track([(1, 2), (3, 4), (9, 9)], interpolation="spline", tension=0.25, start_frame=3,
+                                       end_frame=7, easing="ease-out"),
+                                _track([(5, 5), (6, 6)], frames=[0, 4], lost_at=5, easing="ease-in")], 9)
+    text = new.to_json()
+    assert json.loads(text)["tracks"][0] == {"name": "t", "points": [[1, 2], [3, 4], [9, 9]], "interpolation": "spline",
+                                             "tension": 0.25, "start_frame": 3, "end_frame": 7, "easing": "ease-out"}
+    assert formats.parse_trajectories(text) == new
+
+
+def test_easing_curves():
+    for easing in data.EASINGS:
+        assert resample.ease(easing, 0.0) == 0.0 and resample.ease(easing, 1.0) == 1.0
+        assert all(resample.ease(easing, i / 20) <= resample.ease(easing, (i + 1) / 20) for i in range(20))
+    assert resample.ease("ease-in", 0.5) == 0.125 and resample.ease("ease-out", 0.5) == 0.875
+    assert resample.ease("ease-in-out", 0.5) == 0.5 and resample.ease("ease-in-out", 0.25) == 0.0625
+    assert resample.ease("ease-in-out", 0.75) == 1 - 0.0625
+
+
+def test_spline_passes_through_its_points_and_tension_1_is_the_polyline():
+    points = [(10, 10), (60, 80), (120, 20), (200, 90)]
+    path = resample.path_points(points, "spline", 0.0)
+    assert len(path) == 3 * resample.SPLINE_STEPS + 1
+    assert [path[i * resample.SPLINE_STEPS] for i in range(4)] == [(10.0, 10.0), (60.0, 80.0), (120.0, 20.0), (200.0, 90.0)]
+    # Catmull-Rom (tension 0) at the middle of segment 1: (-p0 + 9 p1 + 9 p2 - p3) / 16 (the cubic's closed form)
+    mid = path[resample.SPLINE_STEPS + resample.SPLINE_STEPS // 2]
+    expected = [(-a + 9 * b + 9 * c - d) / 16 for a, b, c, d in zip(*points)]
+    assert max(abs(m - e) for m, e in zip(mid, expected)) < 1e-12
+    straight = resample.path_points(points, "spline", 1.0)
+    for i in range(3):
+        (x0, y0), (x1, y1) = points[i], points[i + 1]
+        for x, y in straight[i * resample.SPLINE_STEPS:(i + 1) * resample.SPLINE_STEPS]:
+            assert abs((x - x0) * (y1 - y0) - (y - y0) * (x1 - x0)) < 1e-9  # on the straight segment
+    assert resample.path_points(points[:2], "spline", 0.0) == [(10.0, 10.0), (60.0, 80.0)]
+
+
+def test_start_end_and_easing_place_the_object():
+    line = [(0, 0), (80, 0)]
+    linear = resample.track_positions(_track(line, start_frame=2, end_frame=6), 9)
+    assert linear == [(0, 0)] * 3 + [(20, 0), (40, 0), (60, 0)] + [(80, 0)] * 3
+    eased = [x for x, _ in resample.track_positions(_track(line, start_frame=2, end_frame=6, easing="ease-in-out"), 9)]
+    assert eased == [0, 0, 0, 80 * 0.0625, 40, 80 * (1 - 0.0625), 80, 80, 80]
+    # timed tracks pass each point at its frame whatever the easing, eased in between
+    timed = resample.track_positions(_track([(0, 0), (40, 0), (40, 40)], frames=[1, 3, 7], easing="ease-in"), 9)
+    assert timed[1] == (0, 0) and timed[3] == (40, 0) and timed[7] == (40, 40)
+    assert timed[2] == (40 * 0.125, 0) and timed[5] == (40, 40 * 0.125)
+    # a spline track moves at constant speed along the (flattened) curve: equal arc length per frame
+    path = resample.path_points([(0, 0), (50, 60), (100, 0)], "spline")
+    lengths = resample.cumulative_lengths(path)
+    curve = resample.track_positions(_track([(0, 0), (50, 60), (100, 0)], interpolation="spline"), 17)
+    arcs = []
+    for x, y in curve:
+        k = min(range(len(path) - 1), key=lambda k: math.dist(path[k], (x, y)) + math.dist((x, y), path[k + 1]) - lengths[k + 1] + lengths[k])
+        arcs.append(lengths[k] + math.dist(path[k], (x, y)))
+    assert all(abs(b - a - lengths[-1] / 16) < 1e-9 for a, b in zip(arcs, arcs[1:]))
+
+
+def test_resampling_to_other_frame_counts_scales_the_timing():
+    drawn = Trajectories(100, 100, [_track([(0, 0), (80, 0)], start_frame=2, end_frame=6, easing="ease-out"),
+                                    _track([(0, 50), (40, 50), (80, 50)], frames=[0, 2, 8])], num_frames=9)
+    same = resample.resample(drawn, 9)
+    double = resample.resample(drawn, 17)
+    for a, b in zip(same.tracks, double.tracks):
+        assert all(math.dist(a.points[f], b.points[2 * f]) < 1e-9 for f in range(9))
+
+
+def test_drawn_trajectories_carry_their_frame_count_and_are_not_taken_as_resampled():
+    state = Trajectories(100, 100, [_track([(i * 10, 0) for i in range(9)])]).to_json()
+    drawn = nodes.MotionKitDrawTrajectories().draw(100, 100, 9, state)["result"][0]
+    assert drawn.num_frames == 9 and not drawn.per_frame()  # 9 points, 9 frames: still a drawing
+    resampled = nodes.MotionKitResampleTrajectories().resample(drawn, 0, "arc_length", "clamp")[0]
+    assert resampled.num_frames == 9 and resampled.per_frame()
+    video = nodes.MotionKitTrajectoriesToFlow().flow(drawn, 0, 0, 0, "arc_length", "global")[0]
+    assert video.shape == (9, 100, 100, 3)
+    explicit = nodes.MotionKitTrajectoriesToFlow().flow(drawn, 50, 40, 5, "arc_length", "global")[0]
+    assert explicit.shape == (5, 40, 50, 3)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
 from motionkit.models.trajectory import data, tracking  # noqa: E402

@@ -5,11 +5,10 @@ import sys
 import pytest
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "bench"))
-from slice_vae_official import as_images  # noqa: E402
+from references.slice_vae_official import as_images  # noqa: E402
 video_vae = sys.modules["motionkit.models.video_vae"]
 from motionkit.models.easyanimate import keys as ea_keys  # noqa: E402
 

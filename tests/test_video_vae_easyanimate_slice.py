@@ -1,6 +1,6 @@
 """EasyAnimate V2, V3 and V4 slice VAEs: parity with the official sliced algorithms.
 
-diffusers has no class for them; the references (bench/slice_vae_official.py) re-implement the
+diffusers has no class for them; the references (references/slice_vae_official.py) re-implement the
 official decode and encode of each version from aigc-apps/EasyAnimate.
 """
 import sys
@@ -8,11 +8,10 @@ import sys
 import pytest
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "bench"))
-from slice_vae_official import (build_reference, official_v2_decode, official_v2_encode,  # noqa: E402
+from references.slice_vae_official import (build_reference, official_v2_decode, official_v2_encode,  # noqa: E402
                                 official_v3_decode, official_v3_encode, official_v4_decode)
 video_vae = sys.modules["motionkit.models.video_vae"]
 from motionkit.models.easyanimate import keys as ea_keys  # noqa: E402

@@ -1,6 +1,6 @@
 """Peak memory of the streamed decode stays flat in clip length (CPU, no GPU needed).
 
-Peak tensor memory is measured by bench/peak_memory.PeakMemory (a TorchDispatchMode
+Peak tensor memory is measured by references/peak_memory.PeakMemory (a TorchDispatchMode
 that counts every storage from creation to release). The output video itself grows with
 length by definition, so the figure compared is the peak minus the output's bytes: the
 decoder's working memory.
@@ -10,13 +10,12 @@ import sys
 import pytest
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
 video_vae = sys.modules["motionkit.models.video_vae"]
-sys.path.insert(0, str(harness.ROOT / "bench"))
-from peak_memory import peak_bytes  # noqa: E402
-from slice_vae_official import build_reference  # noqa: E402
+from references.peak_memory import peak_bytes  # noqa: E402
+from references.slice_vae_official import build_reference  # noqa: E402
 
 SLICE_FLAGS = {"easyanimate-v2": "slice_mag_vae", "easyanimate-v3": "slice_compression_vae",
                "easyanimate-v4": "cache_compression_vae"}
@@ -95,7 +94,7 @@ def test_v5_gpu_peak_at_full_size_meets_the_goals_and_is_flat():
     full-size EasyAnimate V5.1 VAE in bf16 at 768x768, the latent on the host as in ComfyUI."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    import slice_vae_memory as bench
+    from bench import slice_vae_memory as bench
 
     mode = FakeTensorMode()
     reference, ours, weights = bench.build_fake_vaes(mode, bench.EASYANIMATE_V51_VAE,

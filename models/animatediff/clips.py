@@ -19,12 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import MotionKitError
+
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
 ANIMATED_IMAGE_EXTENSIONS = (".gif", ".webp")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-class TrainingClipError(ValueError):
+class TrainingClipError(MotionKitError):
     """Clips that cannot be used for training; the message names each clip and the fix."""
 
 

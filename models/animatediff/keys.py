@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .motion_module import MotionModuleConfig, sinusoidal_encoding
+from ..errors import MotionKitError
 
 # ---------------------------------------------------------------- format markers
 MOTION_MODULE_MARKERS: dict[str, re.Pattern] = {
@@ -67,9 +68,11 @@ MOTION_LORA_SAVE_RENAMES: list[tuple[re.Pattern, str]] = [
 
 SD_TYPES = {4: "SD1.5", 3: "SDXL"}
 ACROSS_FRAMES, PER_FRAME = "across frames", "per frame"
+GROUPNORM_MODES = ("auto", PER_FRAME, ACROSS_FRAMES)
+"""Apply Motion Module's groupnorm choices: auto takes the version's own."""
 
 
-class MotionFileError(ValueError):
+class MotionFileError(MotionKitError):
     """A file that is not what the loader that was given it expects."""
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import host
-from .keys import MotionFileError, MotionModuleInfo, check_fits_module, detect, motion_lora_pairs
+from .. import host, model_file
+from .keys import MotionModuleInfo, check_fits_module, detect, motion_lora_pairs
 from .motion_lora import MotionLoRA
 from .motion_module import MotionModel
 
@@ -21,21 +21,6 @@ class LoadedMotionModule:
     @property
     def model(self) -> MotionModel:
         return self.patcher.model
-
-
-def read_state(path: str, what: str) -> dict[str, torch.Tensor]:
-    """Load a checkpoint, turning unreadable (truncated, not a model) files into a clear error."""
-    name = os.path.basename(path)
-    try:
-        state = host.load_state_dict(path)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # safetensors/pickle readers raise many types for a cut file
-        raise MotionFileError(f"'{name}' could not be read as a {what} file ({type(error).__name__}: {error}); "
-                              f"it is probably truncated or not a model file: download it again") from error
-    if not isinstance(state, dict) or not state:
-        raise MotionFileError(f"'{name}' holds no tensors; it is not a {what} file")
-    return state
 
 
 def build_motion_module(state: dict[str, torch.Tensor], name: str, dtype: torch.dtype | None = None,
@@ -52,9 +37,9 @@ def build_motion_module(state: dict[str, torch.Tensor], name: str, dtype: torch.
 
 
 def load_motion_module(path: str, dtype: torch.dtype | None = None) -> LoadedMotionModule:
-    return build_motion_module(read_state(path, "motion module"), os.path.basename(path), dtype)
+    return build_motion_module(model_file.read_state_dict(path, "motion module"), os.path.basename(path), dtype)
 
 
 def load_motion_lora(path: str, strength: float) -> MotionLoRA:
     name = os.path.basename(path)
-    return MotionLoRA(name=name, pairs=motion_lora_pairs(read_state(path, "MotionLoRA"), name), strength=strength)
+    return MotionLoRA(name=name, pairs=motion_lora_pairs(model_file.read_state_dict(path, "MotionLoRA"), name), strength=strength)

@@ -64,12 +64,3 @@ def low_rank_patches(model: nn.Module, loras: list[MotionLoRA]) -> dict[str, Low
             updates.setdefault(path, []).append((down, up, float(lora.strength)))
     return {path: LowRankLinear(modules[path], found) for path, found in updates.items()}
 
-
-def merged_weights(model: nn.Module, loras: list[MotionLoRA]) -> dict[str, torch.Tensor]:
-    """Dense merged weights W + sum strength * up @ down (the reference the low-rank path is tested against)."""
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    for lora in loras:
-        for path, (down, up) in lora.pairs.items():
-            key = path + ".weight"
-            state[key] = state[key] + lora.strength * (up.to(state[key]) @ down.to(state[key]))
-    return state

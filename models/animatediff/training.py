@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import MotionKitError
+
 TRAIN_TIMESTEPS = 1000
 MOTION_LORA_TARGET = re.compile(r"\.attention_blocks\.\d+\.(to_q|to_k|to_v|to_out\.0)$")
 """The projections a MotionLoRA adapts: q, k, v and out of every temporal self-attention (paper sec. 4.3)."""
@@ -32,7 +34,7 @@ PredictNoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.T
 """(clean latents [n, C, h, w], noise, DDPM timestep per latent, conditioning index) -> predicted noise."""
 
 
-class TrainingSettingsError(ValueError):
+class TrainingSettingsError(MotionKitError):
     """A training input out of range; the message names the input and the range."""
 
 

@@ -5,15 +5,16 @@ Published layouts:
   `diffusion_pytorch_model-0000N-of-0000M.safetensors`), also saved as one single file;
   the same keys may carry ComfyUI's `model.diffusion_model.` prefix.
 - Tora's diffusers transformer: the same keys plus `traj_extractor.*` / `fuser.*`, which the
-  CogVideoX loader leaves to MotionKit Load Tora.
+  CogVideoX loader leaves to Load Tora (MotionKit).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 
 import torch
+from .. import model_file
+from ..errors import MotionKitError
 
 PREFIXES = ("model.diffusion_model.", "transformer.", "")
 MARKERS = {
@@ -42,7 +43,7 @@ SINCOS_DIM = 1920
 """CogVideoX-2B (width 1920) is the only published model with sin-cos instead of rotary positions."""
 
 
-class CogVideoXFormatError(ValueError):
+class CogVideoXFormatError(MotionKitError):
     pass
 
 
@@ -66,8 +67,7 @@ def read_folder_config(path: str) -> dict | None:
     config = os.path.join(os.path.dirname(path), "config.json")
     if not os.path.isfile(config):
         return None
-    with open(config) as f:
-        data = json.load(f)
+    data = model_file.read_json(config, "transformer config")
     return data if data.get("_class_name", "").startswith(("CogVideoX", "Tora")) else None
 
 
@@ -89,7 +89,7 @@ def detect(state_dict: dict[str, torch.Tensor], source: str = "the checkpoint") 
     if missing:
         if any(k in state_dict for k in TORA_ONLY_MARKERS) or any(k.endswith("fuser_list.0.flow_gamma_spatial.weight") for k in state_dict):
             raise CogVideoXFormatError(f"{source} holds Tora weights (motion fuser / trajectory extractor), not a "
-                                       f"CogVideoX transformer: load it with MotionKit Load Tora (models/tora) and "
+                                       f"CogVideoX transformer: load it with Load Tora (MotionKit) (models/tora) and "
                                        f"pick the CogVideoX-5B transformer here")
         sample = ", ".join(sorted(state_dict)[:6]) or "no keys"
         raise CogVideoXFormatError(f"{source} is not a CogVideoX transformer: checked the diffusers layout (prefixes "
@@ -141,8 +141,7 @@ def snr_shift_scale(path: str, config: dict) -> float:
     (CogVideoX-2B: 3.0, the 5B family: 1.0)."""
     scheduler = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "scheduler", "scheduler_config.json")
     if os.path.isfile(scheduler):
-        with open(scheduler) as f:
-            value = json.load(f).get("snr_shift_scale")
+        value = model_file.read_json(scheduler, "scheduler config").get("snr_shift_scale")
         if value is not None:
             return float(value)
     return 1.0 if config["use_rotary_positional_embeddings"] else 3.0

@@ -179,11 +179,7 @@ class CogVideoXAttention(nn.Module):
             cos, sin = rope
             q = torch.cat([q[:, :, :text_length], apply_rope(q[:, :, text_length:], cos, sin)], dim=2)
             k = torch.cat([k[:, :, :text_length], apply_rope(k[:, :, text_length:], cos, sin)], dim=2)
-        if host.IN_COMFYUI:  # ComfyUI's choice of attention kernel (pytorch, xformers, sage, flash...)
-            out = host.comfy.ldm.modules.attention.optimized_attention(q, k, v, self.heads, skip_reshape=True)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1)
-        return self.to_out[0](out)
+        return self.to_out[0](host.attention(q, k, v, self.heads))
 
 
 class CogVideoXFeedForward(nn.Module):
@@ -313,13 +309,8 @@ class CogVideoXTransformer(nn.Module):
         Inside ComfyUI the call runs through the DIFFUSION_MODEL wrappers of transformer_options.
         """
         transformer_options = transformer_options or {}
-        if host.IN_COMFYUI:
-            extension = host.comfy.patcher_extension
-            wrappers = extension.get_all_wrappers(extension.WrappersMP.DIFFUSION_MODEL, transformer_options)
-            if wrappers:
-                return extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
-                    x, timesteps, context, transformer_options, **kwargs)
-        return self._forward(x, timesteps, context, transformer_options)
+        return host.with_diffusion_model_wrappers(self._forward, self, transformer_options, x, timesteps, context,
+                                                  transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context, transformer_options, **_kwargs):
         b, _c, t, h, w = x.shape
@@ -334,7 +325,7 @@ class CogVideoXTransformer(nn.Module):
         if additive is not None:
             if additive.shape[1] != tokens.shape[1]:
                 raise ValueError(f"the text has {context.shape[1]} tokens; this CogVideoX model was trained with "
-                                 f"{self.max_text_seq_length}: encode the prompt with MotionKit CogVideoX Text Encode")
+                                 f"{self.max_text_seq_length}: encode the prompt with CogVideoX Text Encode (MotionKit)")
             tokens = tokens + additive
         text_length = context.shape[1]
         text, video = tokens[:, :text_length], tokens[:, text_length:]

@@ -1,3 +1,9 @@
-"""ComfyUI-facing glue: code that subclasses or drives ComfyUI's own classes (samplers, guiders, model
-management) and so imports ComfyUI openly, through `models.host.comfy`. Everything else under `models/`
-imports without ComfyUI."""
+"""The ComfyUI-facing glue: the only model code that subclasses or reaches into ComfyUI's classes.
+
+These modules import ComfyUI openly and are imported only inside ComfyUI (by the nodes that need it):
+- `cogvideox`: CogVideoX as a native ComfyUI model (BaseModel, model sampling, latent format, loading);
+- `animatediff`: the motion module's injection into ComfyUI's UNet through a ModelPatcher clone;
+- `tora`: Tora's fusers attached to a CogVideoX ModelPatcher clone, Tora files as a patcher.
+- `lora_training`: MotionLoRA and domain adapter training run inside CFGGuider.sample on a ModelPatcher clone.
+Everything else under models/ is plain torch and imports with ComfyUI absent (models/host.py adapts).
+"""

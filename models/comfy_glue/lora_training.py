@@ -1,7 +1,7 @@
 """Training AnimateDiff LoRAs inside ComfyUI: the MotionLoRA and the v3-style domain adapter.
 
 The model is a clone of the user's MODEL (a ModelPatcher); nothing global changes:
-- MotionLoRA: the motion module goes in as Apply Motion Module puts it (injection.apply_motion_module)
+- MotionLoRA: the motion module goes in as Apply Motion Module puts it (comfy_glue.animatediff.apply_motion_module)
   with the trainable LoRA pairs as a MotionLoRA, so training runs the exact layers sampling runs
   (`LowRankLinear` on the temporal attention's q, k, v and out); AnimateDiff's linear beta schedule
   (0.00085 to 0.012) is set as its model_sampling.
@@ -27,12 +27,20 @@ import re
 import time
 from dataclasses import dataclass
 
+import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+import comfy.model_base
+import comfy.samplers
+import comfy.sd
+import comfy.utils
 import torch
 import torch.utils.checkpoint
 
 from .. import host
 from ..animatediff import clips as clip_data
-from ..animatediff import injection, keys
+from ..animatediff import keys
+from ..animatediff.schedule import SCHEDULES
+from ..errors import MotionKitError
+from . import animatediff as injection
 from ..animatediff.loader import LoadedMotionModule
 from ..animatediff.motion_lora import LowRankLinear, MotionLoRA
 from ..animatediff.training import (LatentClip, LoRATrainer, TrainingSettings, TrainingSettingsError, image_tensor,
@@ -46,7 +54,7 @@ LORA_SUFFIXES = (".safetensors", ".ckpt")
 STATE_FOLDER = "motionkit_training"
 
 
-class TrainingError(ValueError):
+class TrainingError(MotionKitError):
     """Bad input to a training node; the message names the input and the fix."""
 
 
@@ -138,7 +146,7 @@ def domain_adapter_state(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], un
     per family: diffusers module names for SD1.5, the LDM names for SDXL."""
     sd15 = len(unet_config["channel_mult"]) == 4
     to_diffusers = {v[: -len(".weight")]: k[: -len(".weight")]
-                    for k, v in host.comfy.utils.unet_to_diffusers(unet_config).items() if k.endswith(".weight")}
+                    for k, v in comfy.utils.unet_to_diffusers(unet_config).items() if k.endswith(".weight")}
     state = {}
     for path, (down, up) in pairs.items():
         ldm = path[len("diffusion_model."):]
@@ -190,10 +198,10 @@ def clip_conditioning(positive: list, clips: list[clip_data.TrainingClip], clip=
 
 def _check_model(model, node: str) -> None:
     unet = model.get_model_object("diffusion_model")
-    if not isinstance(unet, host.comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel):
+    if not isinstance(unet, openaimodel.UNetModel):
         raise TrainingError(f"{node} needs an SD1.5 or SDXL checkpoint (ComfyUI's UNetModel) as its model; "
                             f"this model is a {type(unet).__name__}")
-    if model.model.model_type != host.comfy.model_base.ModelType.EPS:
+    if model.model.model_type != comfy.model_base.ModelType.EPS:
         raise TrainingError(f"{node} trains noise-prediction (eps) models as AnimateDiff does; this model predicts "
                             f"{model.model.model_type.name}")
 
@@ -201,7 +209,7 @@ def _check_model(model, node: str) -> None:
 # ---------------------------------------------------------------- the loop inside ComfyUI's sampling
 @functools.cache
 def _training_sampler_class():
-    class LoRATrainingSampler(host.comfy.samplers.Sampler):
+    class LoRATrainingSampler(comfy.samplers.Sampler):
         """A Sampler whose `sample` is a training loop: CFGGuider.sample calls it once, with the conditioning
         prepared and the models loaded; each step calls the guider like a sampler calls its denoiser."""
 
@@ -287,7 +295,7 @@ def with_noise_predictor(patched, positive: list, sample_shape: tuple, run) -> N
     predict_noise(latents, noise, timesteps, cond) noises the clean latents at the DDPM timesteps (one per
     latent, through the model's model_sampling) and returns the model's noise prediction for conditioning
     entry `cond` of `positive`. `sample_shape` is one model call's latent batch (for ComfyUI's estimates)."""
-    guider = host.comfy.samplers.CFGGuider(patched)
+    guider = comfy.samplers.CFGGuider(patched)
     guider.inner_set_conds({"positive": positive})
     guider.set_cfg(1.0)
 
@@ -438,7 +446,7 @@ def train_motion_lora_on_latents(model, motion: LoadedMotionModule, latents: lis
     name = os.path.basename(lora_path) if lora_path else "trained MotionLoRA"
     patched = injection.apply_motion_module(model, motion, [MotionLoRA(name=name, pairs=pairs, strength=1.0)],
                                             gradient_checkpointing=job.gradient_checkpointing, node="Train MotionLoRA")
-    patched = injection.animatediff_beta_schedule(patched, injection.SCHEDULES[0])
+    patched = injection.animatediff_beta_schedule(patched, SCHEDULES[0])
     patched.model_options.setdefault("transformer_options", {})[injection.FRAMES_PER_VIDEO] = settings.frames
     _prepare(patched, job)
 
@@ -481,5 +489,5 @@ def train_domain_adapter_on_latents(model, latents: list[LatentClip], positive: 
         return save_lora_file(lora_path, domain_adapter_state(t.trained_pairs(), unet_config), metadata)
 
     plot = _train(patched, positive, latents, trainer, DOMAIN_ADAPTER, job, lora_path, write_lora)
-    adapted, _ = host.comfy.sd.load_lora_for_models(model, None, domain_adapter_state(trainer.trained_pairs(), unet_config), 1.0, 0)
+    adapted, _ = comfy.sd.load_lora_for_models(model, None, domain_adapter_state(trainer.trained_pairs(), unet_config), 1.0, 0)
     return adapted, plot

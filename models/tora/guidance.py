@@ -15,11 +15,12 @@ import uuid
 import torch
 
 from .fuser import ToraModel
+from ..errors import MotionKitError
 
 STATE_PREFIX = "motionkit_tora_"
 
 
-class ToraMotionLatentsError(ValueError):
+class ToraMotionLatentsError(MotionKitError):
     pass
 
 
@@ -42,7 +43,7 @@ class ToraGuidance:
                  sigma_start: float = float("inf"), sigma_end: float = 0.0):
         if motion_latents.ndim != 5:
             raise ToraMotionLatentsError(f"motion_latents must be 5D [batch, channels, frames, height, width] from "
-                                         f"MotionKit Motion VAE Encode; got shape {tuple(motion_latents.shape)}")
+                                         f"Motion VAE Encode (MotionKit); got shape {tuple(motion_latents.shape)}")
         self.tora, self.motion, self.strength = tora, motion_latents, float(strength)
         self.sigma_start, self.sigma_end = sigma_start, sigma_end
         self.key = STATE_PREFIX + uuid.uuid4().hex

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import torch
+from ..errors import MotionKitError
 
 LAYOUTS = {
     "diffusers": {"markers": ("traj_extractor.conv_in.weight", "fuser.0.flow_gamma_spatial.weight"),
@@ -33,7 +34,7 @@ SAT_CONTAINER = "module"
 CONVERT_COMMAND = "python scripts/convert_tora_checkpoint.py <file.pt> <out.safetensors> --trust-pickle"
 
 
-class ToraFormatError(ValueError):
+class ToraFormatError(MotionKitError):
     pass
 
 
@@ -49,7 +50,7 @@ def detect_layout(state_dict: dict, source: str) -> str:
             return name
     if COGVIDEOX_MARKER in state_dict or any(k.endswith("." + COGVIDEOX_MARKER) for k in state_dict):
         raise ToraFormatError(f"{source} is a plain CogVideoX transformer without Tora weights: load it with "
-                              f"MotionKit Load CogVideoX; MotionKit Load Tora needs the Tora fuser and trajectory-"
+                              f"Load CogVideoX (MotionKit); Load Tora (MotionKit) needs the Tora fuser and trajectory-"
                               f"extractor weights (SAT checkpoint, diffusers Tora transformer, or fuser.safetensors + "
                               f"traj_extractor.safetensors)")
     checked = "; ".join(f"{name}: {', '.join(layout['markers'])}" for name, layout in LAYOUTS.items())
@@ -77,7 +78,7 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], source: str = "the Tora 
     has_extractor = "traj_extractor.conv_in.weight" in sd
     if not (has_fusers and has_extractor):
         lacking = "the trajectory extractor (traj_extractor.safetensors)" if has_fusers else "the fusers (fuser.safetensors)"
-        raise ToraFormatError(f"{source} lacks {lacking}: give MotionKit Load Tora both split files, or one file "
+        raise ToraFormatError(f"{source} lacks {lacking}: give Load Tora (MotionKit) both split files, or one file "
                               f"holding both (the SAT checkpoint or the diffusers Tora transformer)")
     blocks = 1 + max(int(FUSER_KEY.match(k).group(1)) for k in sd if FUSER_KEY.match(k))
     body = 1 + max(int(BODY_KEY.match(k).group(1)) for k in sd if BODY_KEY.match(k))

@@ -2,33 +2,20 @@
 from __future__ import annotations
 
 import os
-import pickle
 
 import torch
 
-from .. import host
+from .. import host, model_file
 from . import keys
 from .fuser import ToraModel
-
-
-def read_file(path: str) -> dict:
-    """Tensors of a safetensors file, or of a pickle loaded with weights_only=True (refused otherwise)."""
-    try:
-        return host.load_state_dict(path)
-    except (pickle.UnpicklingError, RuntimeError) as error:
-        if os.path.splitext(path)[1].lower() in (".safetensors", ".sft") or "eights only" not in str(error):
-            raise
-        raise keys.ToraFormatError(
-            f"'{os.path.basename(path)}' is a pickle that holds more than tensors (torch.load(weights_only=True) "
-            f"refused it: {str(error).splitlines()[0]}). MotionKit never runs code from model files. If you trust "
-            f"the file, convert it once with: {keys.CONVERT_COMMAND}") from None
 
 
 def load_state_dicts(paths: list[str]) -> dict[str, torch.Tensor]:
     """Merge the Tora tensors of every file (each detected on its own) into the target layout."""
     merged = {}
     for path in paths:
-        _layout, sd = keys.convert(read_file(path), f"'{os.path.basename(path)}'")
+        state = model_file.read_state_dict(path, "Tora", keys.CONVERT_COMMAND)
+        _layout, sd = keys.convert(state, f"'{os.path.basename(path)}'")
         merged.update(sd)
     return merged
 
@@ -41,3 +28,18 @@ def build(sd: dict[str, torch.Tensor], source: str, device=None, dtype=None, ope
     model = ToraModel(**config, device=device, dtype=dtype, operations=operations or torch.nn)
     model.load_state_dict(sd, strict=True)
     return model.eval().requires_grad_(False)
+
+
+def load_tora(paths: list[str]):
+    """A model patcher (ComfyUI's ModelPatcher inside ComfyUI) holding the ToraModel read from `paths` (one file, or
+    the two split files)."""
+    return build_tora(load_state_dicts(paths), " + ".join(f"'{os.path.basename(p)}'" for p in paths))
+
+
+def build_tora(sd: dict, source: str = "the Tora weights"):
+    """A model patcher holding a ToraModel with the (target-layout) tensors `sd`."""
+    parameters = sum(v.numel() for v in sd.values())
+    device = host.torch_device()
+    dtype = torch.float32 if device.type == "cpu" else host.unet_dtype(parameters)
+    model = build(sd, source, device=host.offload_device(), dtype=dtype, operations=host.operations())
+    return host.model_patcher(model)

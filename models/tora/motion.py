@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import torch
+from ..errors import MotionKitError
 
 TORA_SCALING_FACTOR = 0.7
 """CogVideoX-5B's VAE scaling factor, which Tora's pipeline applies to the flow latents."""
 
 
-class MotionEncodeError(ValueError):
+class MotionEncodeError(MotionKitError):
     pass
 
 

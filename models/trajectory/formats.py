@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import math
 
-from .data import FORMAT_NAME, FORMAT_VERSION, Track, Trajectories, TrajectoryError, validate
+from .data import FORMAT_NAME, READABLE_VERSIONS, Track, Trajectories, TrajectoryError, validate
 
 FORMATS = ("auto", "motionkit_json", "kjnodes_spline", "wan_ati_tracks", "point_list")
 _LABELS = {
-    "motionkit_json": "MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 1, ...})",
+    "motionkit_json": "MotionKit trajectory JSON ({\"format\": \"motionkit.trajectories\", \"version\": 2, ...})",
     "kjnodes_spline": "KJNodes Spline Editor coordinates ([{'x': .., 'y': ..}, ...] or a list of those lists)",
     "wan_ati_tracks": "WanTrackToVideo tracks JSON ([[{\"x\": .., \"y\": ..}, ...], ...])",
     "point_list": "a list of points ([[x, y], ...], a list of those lists, or lines 'x,y')",
@@ -92,9 +92,10 @@ def _from_motionkit(data, what: str) -> Trajectories:
     fmt = "motionkit_json"
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise TrajectoryError(f"{what}: expected {_LABELS[fmt]}; the object has no \"format\": \"{FORMAT_NAME}\"")
-    if data.get("version") != FORMAT_VERSION:
-        raise TrajectoryError(f"{what}: trajectory JSON version {data.get('version')!r} is not supported; "
-                              f"this MotionKit reads version {FORMAT_VERSION}")
+    version = data.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise TrajectoryError(f"{what}: trajectory JSON version {version!r} is not supported; this MotionKit reads "
+                              f"versions {' and '.join(map(str, READABLE_VERSIONS))} (update MotionKit for newer files)")
     canvas = data.get("canvas")
     if not isinstance(canvas, dict) or not all(isinstance(canvas.get(k), int) for k in ("width", "height")):
         raise TrajectoryError(f"{what}: \"canvas\" must be {{\"width\": <int>, \"height\": <int>}}, got {json.dumps(canvas)}")
@@ -116,8 +117,27 @@ def _from_motionkit(data, what: str) -> Trajectories:
         lost_at = raw.get("lost_at")
         if lost_at is not None and (not isinstance(lost_at, int) or isinstance(lost_at, bool)):
             raise TrajectoryError(f"{where}.lost_at must be a frame index (an integer)")
-        tracks.append(Track(points, str(raw.get("name") or ""), frames, lost_at))
+        track = Track(points, str(raw.get("name") or ""), frames, lost_at)
+        if version >= 2:
+            _read_timing(raw, track, where)
+        tracks.append(track)
     return Trajectories(canvas["width"], canvas["height"], tracks, num_frames)
+
+
+def _read_timing(raw: dict, track: Track, where: str) -> None:
+    """Version-2 track fields (checked for their meaning by data.validate)."""
+    for key in ("interpolation", "easing"):
+        if key in raw:
+            if not isinstance(raw[key], str):
+                raise TrajectoryError(f"{where}.{key} must be a string, got {json.dumps(raw[key])}")
+            setattr(track, key, raw[key])
+    if "tension" in raw:
+        track.tension = _number(raw["tension"], "motionkit_json", f"{where}.tension")
+    for key in ("start_frame", "end_frame"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise TrajectoryError(f"{where}.{key} must be a frame index (an integer), got {json.dumps(value)}")
+        setattr(track, key, value)
 
 
 def _pair(value, fmt: str, where: str) -> tuple[float, float]:

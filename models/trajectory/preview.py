@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .data import Trajectories
-from .resample import arc_length_points, timed_points
+from .resample import path_points, time_scale, track_positions
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 BACKGROUND = (40, 40, 40)
@@ -46,27 +46,23 @@ def draw_trajectories(trajectories: Trajectories, images: torch.Tensor | None = 
                       line_width: int = 3, point_radius: int = 6) -> torch.Tensor:
     """IMAGE [F, H, W, 3]: each frame with every track (line, arrow head at its end, its colour) and
     a dot at the track's position in that frame. Without images: dark frames of the canvas size, one per
-    resampled frame (one frame if the tracks are not resampled)."""
+    frame of the trajectories' frame count (one frame if they carry none)."""
     if images is None:
-        frames = trajectories.num_frames if trajectories.per_frame() else 1
+        frames = trajectories.num_frames or 1
         images = torch.full((frames, trajectories.height, trajectories.width, 3), BACKGROUND[0] / 255.0)
     frames, height, width = images.shape[0], images.shape[1], images.shape[2]
     sx, sy = width / trajectories.width, height / trajectories.height
     colors = track_colors(len(trajectories.tracks))
     paths, positions = [], []
     for track in trajectories.tracks:
-        path = [(x * sx, y * sy) for x, y in track.points]
-        paths.append(path)
-        if trajectories.per_frame() and len(path) == frames:
-            positions.append(path)
+        scaled = track.copy(points=[(x * sx, y * sy) for x, y in track.points])
+        paths.append(path_points(scaled.points, scaled.interpolation, scaled.tension))
+        if trajectories.per_frame() and len(scaled.points) == frames:
+            positions.append(scaled.points)
         elif frames == 1:
-            positions.append(path[:1])
-        elif track.frames is not None:  # timed (e.g. tracked) points: where the object is at each frame
-            span = (trajectories.num_frames or track.frames[-1] + 1) - 1
-            scale = (frames - 1) / span if span > 0 else 1.0
-            positions.append(timed_points(path, [f * scale for f in track.frames], frames))
-        else:
-            positions.append(arc_length_points(path, frames))
+            positions.append(scaled.points[:1])
+        else:  # where the object is at each frame, as Resample Trajectories places it
+            positions.append(track_positions(scaled, frames, time_scale(trajectories, track, frames)))
     head = max(6.0, 3.0 * line_width)
     base = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(base)
@@ -80,8 +76,8 @@ def draw_trajectories(trajectories: Trajectories, images: torch.Tensor | None = 
         frame = Image.fromarray((images[i].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()).convert("RGBA")
         frame.alpha_composite(base)
         dots = ImageDraw.Draw(frame)
-        for track_positions, color in zip(positions, colors):
-            x, y = track_positions[min(i, len(track_positions) - 1)]
+        for dots_of_track, color in zip(positions, colors):
+            x, y = dots_of_track[min(i, len(dots_of_track) - 1)]
             dots.ellipse([x - point_radius, y - point_radius, x + point_radius, y + point_radius],
                          fill=color + (255,), outline=(255, 255, 255, 255), width=2)
         out.append(torch.from_numpy(np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0))

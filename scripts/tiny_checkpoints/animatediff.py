@@ -15,7 +15,7 @@ Shapes come from ComfyUI's and this pack's own modules built on the meta device;
 slices of one seeded random pool (small-std normal; 1-D weights around 1), so writing takes
 seconds. The work happens in a child process so its memory is returned when it ends.
 
-    .venv/bin/python scripts/tiny_checkpoints/animatediff.py MODELS_DIR
+    .venv/bin/python -m scripts.tiny_checkpoints.animatediff MODELS_DIR   # from the repository root
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ MOTION_MODULE = "animatediff_models/motionkit_random_mm_sd15_v2.safetensors"
 MOTION_LORA = "animatediff_motion_lora/motionkit_random_motion_lora.safetensors"
 DOMAIN_LORA = "loras/motionkit_random_domain_adapter.safetensors"
 FILES = (CHECKPOINT, MOTION_MODULE, MOTION_LORA, DOMAIN_LORA)
+ROOT = Path(__file__).resolve().parents[2]
 
 SD15_UNET = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
                  adm_in_channels=None, in_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
@@ -42,7 +43,7 @@ SD_VAE = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch
 def write(models_dir: Path) -> list[Path]:
     """Write the AnimateDiff files into models_dir (ComfyUI layout) in a child process; return their paths."""
     models_dir = Path(models_dir)
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), str(models_dir)], check=True)
+    subprocess.run([sys.executable, "-m", __name__, str(models_dir)], check=True, cwd=ROOT)
     return [models_dir / f for f in FILES]
 
 
@@ -78,17 +79,18 @@ def _shapes(module) -> dict:
 
 
 def _main(models_dir: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import harness
+    from scripts import harness
 
     harness.setup_comfy_in_process()
     harness.import_pack()
+    import comfy.ldm.models.autoencoder
+    import comfy.ldm.modules.diffusionmodules.openaimodel
+    import comfy.ops
+    import comfy.sd1_clip
     import safetensors.torch
     import torch
-    from motionkit.models import host
     from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig
 
-    comfy = host.comfy  # the pack reaches ComfyUI through its host adapter
     UNetModel = comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel
     ops = comfy.ops.disable_weight_init
     with torch.device("meta"):
@@ -137,9 +139,9 @@ def _main(models_dir: Path) -> None:
 
 def _diffusers_name(ldm_key: str) -> str:
     """LDM UNet name of an attention projection -> diffusers name (what kohya LoRA keys are built from)."""
-    from motionkit.models import host
+    import comfy.utils
 
-    reverse = {v: k for k, v in host.comfy.utils.unet_to_diffusers(SD15_UNET).items()}
+    reverse = {v: k for k, v in comfy.utils.unet_to_diffusers(SD15_UNET).items()}
     return reverse[ldm_key + ".weight"][: -len(".weight")]
 
 

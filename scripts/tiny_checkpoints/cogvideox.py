@@ -3,7 +3,7 @@
 - diffusion_models/motionkit_tiny_cogvideox.safetensors: 2 blocks, 2 heads of 16 channels,
   16 latent channels, text width 64, fixed seed.
 - text_encoders/motionkit_tiny_t5.safetensors: a T5 v1.1 encoder (T5-XXL's key names and vocabulary,
-  width 64, 2 layers) for MotionKit Load T5; real T5-XXL is 4.7B parameters.
+  width 64, 2 layers) for Load T5 (MotionKit); real T5-XXL is 4.7B parameters.
 """
 from pathlib import Path
 

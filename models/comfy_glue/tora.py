@@ -1,45 +1,29 @@
-"""Attach Tora to a CogVideoX ModelPatcher clone (inside ComfyUI) and load Tora files as a patcher."""
+"""Attach Tora to a CogVideoX ModelPatcher clone (inside ComfyUI)."""
 from __future__ import annotations
 
-import os
 
+import comfy.patcher_extension
 import torch
 
-from .. import host
-from . import loading
-from .guidance import ToraGuidance
+from ..cogvideox.transformer import VIDEO_NORM_PATCH
+from ..errors import MotionKitError
+from ..tora.guidance import ToraGuidance
+from . import cogvideox as comfy_cogvideox
 
 PACK_KEY = "MotionKit"
 
 
-class ToraModelError(ValueError):
+class ToraModelError(MotionKitError):
     pass
-
-
-def load_tora(paths: list[str]):
-    """A ModelPatcher (ComfyUI) holding the ToraModel read from `paths` (one file, or the two split files)."""
-    return build_tora(loading.load_state_dicts(paths), " + ".join(f"'{os.path.basename(p)}'" for p in paths))
-
-
-def build_tora(sd: dict, source: str = "the Tora weights"):
-    """A ModelPatcher holding a ToraModel with the (target-layout) tensors `sd`."""
-    parameters = sum(v.numel() for v in sd.values())
-    device = host.torch_device()
-    dtype = torch.float32 if device.type == "cpu" else host.unet_dtype(parameters)
-    model = loading.build(sd, source, device=host.offload_device(), dtype=dtype, operations=host.operations())
-    return host.model_patcher(model)
 
 
 def apply_tora(model, tora_patcher, motion_latents: torch.Tensor, strength: float,
                start_percent: float = 0.0, end_percent: float = 1.0):
     """A clone of `model` steered by Tora: block hook + OUTER_SAMPLE wrapper + Tora weights as an additional model."""
-    from ..cogvideox import comfy_glue
-    from ..cogvideox.transformer import VIDEO_NORM_PATCH
-
-    if not comfy_glue.is_cogvideox(model):
+    if not comfy_cogvideox.is_cogvideox(model):
         inner = getattr(model, "model", model)
         kind = type(getattr(inner, "model_config", inner)).__name__
-        raise ToraModelError(f"MotionKit Apply Tora needs a CogVideoX MODEL (from MotionKit Load CogVideoX); the "
+        raise ToraModelError(f"Apply Tora (MotionKit) needs a CogVideoX MODEL (from Load CogVideoX (MotionKit)); the "
                              f"model input is a {kind} model. Tora's fusers only fit CogVideoX-5B's blocks")
     dit = model.model.diffusion_model
     tora = tora_patcher.model
@@ -59,7 +43,7 @@ def apply_tora(model, tora_patcher, motion_latents: torch.Tensor, strength: floa
     if strength == 0.0:
         return patched
     patched.set_model_patch(guidance, VIDEO_NORM_PATCH)
-    patched.add_wrapper_with_key(host.comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PACK_KEY,
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PACK_KEY,
                                  guidance.outer_sample_wrapper)
     patched.set_additional_models(PACK_KEY, [tora_patcher])
     return patched

@@ -1,5 +1,6 @@
 """Tora's official trajectory processing, re-implemented from alibaba/Tora sat/utils/flow_utils.py
-and torchvision.utils.flow_to_image, as the reference for tests and the benchmark.
+(colouring with torchvision.utils.flow_to_image itself, as Tora does), as the reference for tests
+and the benchmark.
 
 It is deliberately the slow official pipeline: dense per-frame `cv2.filter2D` with the 2D kernel
 built as `bivariate_Gaussian` does, and colouring of every pixel.
@@ -7,6 +8,7 @@ built as `bivariate_Gaussian` does, and colouring of every pixel.
 import cv2
 import numpy as np
 import torch
+from torchvision.utils import flow_to_image
 
 
 def official_kernel(size: int = 99, sigma: float = 10.0) -> np.ndarray:
@@ -56,57 +58,12 @@ def official_flow(pixel_tracks, frames, height, width, kernel=None):
     return torch.tensor(flow)
 
 
-def _wheel():
-    lengths = (15, 6, 4, 11, 13, 6)
-    wheel = torch.zeros((55, 3))
-    col = 0
-    wheel[0:15, 0] = 255
-    wheel[0:15, 1] = torch.floor(255 * torch.arange(0, 15) / 15)
-    col += 15
-    wheel[col:col + 6, 0] = 255 - torch.floor(255 * torch.arange(0, 6) / 6)
-    wheel[col:col + 6, 1] = 255
-    col += 6
-    wheel[col:col + 4, 1] = 255
-    wheel[col:col + 4, 2] = torch.floor(255 * torch.arange(0, 4) / 4)
-    col += 4
-    wheel[col:col + 11, 1] = 255 - torch.floor(255 * torch.arange(11) / 11)
-    wheel[col:col + 11, 2] = 255
-    col += 11
-    wheel[col:col + 13, 2] = 255
-    wheel[col:col + 13, 0] = torch.floor(255 * torch.arange(0, 13) / 13)
-    col += 13
-    wheel[col:col + 6, 2] = 255 - torch.floor(255 * torch.arange(6) / 6)
-    wheel[col:col + 6, 0] = 255
-    assert col + 6 == sum(lengths)
-    return wheel
-
-
-def official_flow_to_image(flow):
-    """torchvision.utils.flow_to_image on [N, 2, H, W] float32: one max over the whole batch."""
-    max_norm = torch.sum(flow.pow(2), dim=1).sqrt().max()
-    flow = flow / (max_norm + torch.finfo(flow.dtype).eps)
-    wheel = _wheel()
-    image = torch.zeros((flow.shape[0], 3, flow.shape[2], flow.shape[3]), dtype=torch.uint8)
-    norm = torch.sum(flow.pow(2), dim=1).sqrt()
-    a = torch.atan2(-flow[:, 1], -flow[:, 0]) / torch.pi
-    fk = (a + 1) / 2 * (wheel.shape[0] - 1)
-    k0 = torch.floor(fk).to(torch.long)
-    k1 = k0 + 1
-    k1[k1 == wheel.shape[0]] = 0
-    f = fk - k0
-    for c in range(3):
-        col = (1 - f) * (wheel[:, c][k0] / 255.0) + f * (wheel[:, c][k1] / 255.0)
-        col = 1 - norm * (1 - col)
-        image[:, c] = torch.floor(255 * col)
-    return image
-
-
 def official_video(pixel_tracks, frames, height, width, per_frame=False):
     """The official RGB flow video [F, H, W, 3] uint8 and the smoothed flow [F, H, W, 2]."""
     flow = official_flow(pixel_tracks, frames, height, width)
     chw = flow.permute(0, 3, 1, 2).contiguous()
     if per_frame:
-        rgb = torch.cat([official_flow_to_image(chw[i:i + 1]) for i in range(frames)])
+        rgb = torch.cat([flow_to_image(chw[i:i + 1]) for i in range(frames)])
     else:
-        rgb = official_flow_to_image(chw)
+        rgb = flow_to_image(chw)  # one maximum over the whole clip
     return rgb.permute(0, 2, 3, 1), flow

@@ -1,6 +1,6 @@
 """CogVideoX as a native ComfyUI model: model class, sampling, latent format, loading.
 
-Imported only inside ComfyUI (host.IN_COMFYUI). The pinned ComfyUI has no CogVideoX, so
+Imported only inside ComfyUI. The pinned ComfyUI has no CogVideoX, so
 this module provides one the core samplers drive: `CogVideoXModel` is a
 `comfy.model_base.BaseModel` with v-prediction on CogVideoX's zero-terminal-SNR
 scaled-linear schedule, wrapped in a ModelPatcher like any core model.
@@ -10,13 +10,21 @@ from __future__ import annotations
 import logging
 import os
 
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.sd
+import comfy.supported_models_base
+import comfy.text_encoders.sd3_clip
+import comfy.utils
 import torch
 
-from .. import host
-from . import keys
-from .transformer import CogVideoXTransformer
-
-comfy = host.comfy
+from .. import host, model_file
+from ..cogvideox import keys
+from ..cogvideox.transformer import CogVideoXTransformer
 
 log = logging.getLogger("MotionKit")
 
@@ -130,7 +138,7 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the CogVideoX transformer of `path` (diffusers keys, one file or shards)."""
     state_dict = {}
     for shard in keys.shard_paths(path):
-        state_dict.update(host.load_state_dict(shard))
+        state_dict.update(model_file.read_state_dict(shard, "CogVideoX transformer"))
     return build_cogvideox(state_dict, f"'{os.path.basename(path)}'", keys.read_folder_config(path),
                            lambda config: keys.snr_shift_scale(path, config), weight_dtype)
 
@@ -187,7 +195,7 @@ def t5_config_from_state_dict(sd: dict, source: str = "the file") -> dict:
 def load_t5(path: str):
     """A CLIP (T5 only, SD3-type tokenizer) for a T5 v1.1 encoder file of any size, through ComfyUI's CLIP class."""
     source = f"'{os.path.basename(path)}'"
-    sd = host.load_state_dict(path)
+    sd = model_file.read_state_dict(path, "T5 text encoder")
     config = t5_config_from_state_dict(sd, source)
     sd3 = comfy.text_encoders.sd3_clip
     target = comfy.supported_models_base.ClipTarget(sd3.SD3Tokenizer, sd3.sd3_clip(
@@ -205,7 +213,7 @@ def load_t5(path: str):
 # ---------------------------------------------------------------- dynamic CFG
 def with_dynamic_cfg(model):
     """A clone whose CFG scale follows CogVideoX pipelines' `use_dynamic_cfg` (schedule.dynamic_cfg_scale)."""
-    from .schedule import dynamic_cfg_scale
+    from ..cogvideox.schedule import dynamic_cfg_scale
 
     def cfg_function(args):
         sampling = args["model"].model_sampling

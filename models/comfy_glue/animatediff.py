@@ -10,7 +10,7 @@ Nothing global is replaced. The clone gets, under the key "MotionKit":
   len(cond_or_uncond) videos one after another) and refuses too many;
 - for versions trained with frame-joint GroupNorm (v1), object patches that swap the
   ResBlocks' and the output GroupNorms for `FramesGroupNorm` on this clone only.
-Used only inside ComfyUI (it needs `host.comfy`).
+Imported only inside ComfyUI: it imports ComfyUI's UNet, patcher and context-window modules.
 """
 from __future__ import annotations
 
@@ -18,19 +18,23 @@ import contextlib
 import contextvars
 import functools
 
+import comfy.context_windows
+import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+import comfy.patcher_extension
+import comfy.utils
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from .. import host
-from .keys import ACROSS_FRAMES, PER_FRAME
-from .loader import LoadedMotionModule
-from .motion_lora import MotionLoRA, low_rank_patches
-from .motion_module import VanillaTemporalModule
+from ..animatediff.keys import ACROSS_FRAMES, GROUPNORM_MODES
+from ..animatediff.loader import LoadedMotionModule
+from ..animatediff.motion_lora import MotionLoRA, low_rank_patches
+from ..animatediff.motion_module import VanillaTemporalModule
+from ..animatediff.schedule import SCHEDULES, animatediff_betas
+from ..errors import MotionKitError
 
 KEY = "MotionKit"
-GROUPNORM_MODES = ("auto", PER_FRAME, ACROSS_FRAMES)
 _FRAMES: contextvars.ContextVar[int | None] = contextvars.ContextVar("motionkit_frames", default=None)
 """Frames per video of the UNet call in progress (set by the wrapper for the call's duration only)."""
 FRAMES_PER_VIDEO = "motionkit_frames_per_video"
@@ -52,7 +56,7 @@ def frames_scope(frames: int | None):
         _FRAMES.reset(token)
 
 
-class MotionModuleError(ValueError):
+class MotionModuleError(MotionKitError):
     pass
 
 
@@ -104,7 +108,6 @@ def _levels(unet) -> list[int]:
 
 def check_fits(unet, info, node: str = "Apply Motion Module") -> None:
     """Raise a clear error when the motion module's levels and channels are not the UNet's."""
-    openaimodel = host.comfy.ldm.modules.diffusionmodules.openaimodel
     if not isinstance(unet, openaimodel.UNetModel):
         raise MotionModuleError(f"{node} needs an SD1.5 or SDXL checkpoint (ComfyUI's UNetModel) as its model; "
                                 f"this model is a {type(unet).__name__}")
@@ -143,7 +146,7 @@ def motion_slots(unet, model) -> list[tuple[nn.Sequential, VanillaTemporalModule
 
 def _insert(block: nn.Sequential, module: nn.Module, where: str) -> None:
     layers = list(block)
-    if where == "before_last" or (where == "before_upsample" and isinstance(layers[-1], host.comfy.ldm.modules.diffusionmodules.openaimodel.Upsample)):
+    if where == "before_last" or (where == "before_upsample" and isinstance(layers[-1], openaimodel.Upsample)):
         layers.insert(len(layers) - 1, module)
     else:
         layers.append(module)
@@ -158,7 +161,6 @@ def _set_layers(block: nn.Sequential, layers: list[nn.Module]) -> None:
 
 
 def _groupnorm_paths(unet) -> list[str]:
-    openaimodel = host.comfy.ldm.modules.diffusionmodules.openaimodel
     paths = []
     for name, module in unet.named_modules():
         if isinstance(module, openaimodel.ResBlock):
@@ -171,7 +173,6 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
                         node: str = "Apply Motion Module"):
     """Return a clone of `model` (an SD1.5/SDXL ModelPatcher) that samples videos with `motion`.
     `gradient_checkpointing` (training): each temporal transformer keeps only its input for the backward pass."""
-    host.require_comfyui("Apply Motion Module")
     if groupnorm not in GROUPNORM_MODES:
         raise MotionModuleError(f"groupnorm must be one of {GROUPNORM_MODES}, not '{groupnorm}'")
     if model.get_injections(KEY):
@@ -179,7 +180,7 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
     info = motion.info
     unet = model.get_model_object("diffusion_model")
     check_fits(unet, info, node)
-    ext = host.comfy.patcher_extension
+    ext = comfy.patcher_extension
 
     motion_patcher = motion.patcher.clone()
     for path, layer in low_rank_patches(motion_patcher.model, loras or []).items():
@@ -217,14 +218,14 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
     mode = info.unet_groupnorm if groupnorm == "auto" else groupnorm
     if mode == ACROSS_FRAMES:
         for path in _groupnorm_paths(unet):
-            norm = host.comfy.utils.get_attr(unet, path)
+            norm = comfy.utils.get_attr(unet, path)
             patched.add_object_patch(f"diffusion_model.{path}", FramesGroupNorm(norm))
     return patched
 
 
 @functools.cache
 def _frame_window_handler_class():
-    base = host.comfy.context_windows.IndexListContextHandler
+    base = comfy.context_windows.IndexListContextHandler
 
     class FrameWindowHandler(base):
         """ComfyUI's IndexListContextHandler for windows over the batch (frame) axis.
@@ -247,7 +248,7 @@ def frame_windows_for_this_run(executor, *args, **kwargs):
     guider = executor.class_obj
     handler = guider.model_options.get("context_handler")
     cls = _frame_window_handler_class()
-    if type(handler) is host.comfy.context_windows.IndexListContextHandler and handler.dim == 0:
+    if type(handler) is comfy.context_windows.IndexListContextHandler and handler.dim == 0:
         fixed = cls(context_schedule=handler.context_schedule, fuse_method=handler.fuse_method,
                     context_length=handler.context_length, context_overlap=handler.context_overlap,
                     context_stride=handler.context_stride, closed_loop=handler.closed_loop, dim=0)
@@ -258,7 +259,6 @@ def frame_windows_for_this_run(executor, *args, **kwargs):
 
 def animatediff_beta_schedule(model, schedule: str):
     """Clone `model` with the beta schedule AnimateDiff was trained with (linear 0.00085 to 0.012)."""
-    host.require_comfyui("the AnimateDiff beta schedule")
     patched = model.clone()
     current = model.get_model_object("model_sampling")
     sampling = type(current)(model.model.model_config)
@@ -266,11 +266,3 @@ def animatediff_beta_schedule(model, schedule: str):
         sampling._register_schedule(given_betas=animatediff_betas())
     patched.add_object_patch("model_sampling", sampling)
     return patched
-
-
-SCHEDULES = ("animatediff linear (0.00085 to 0.012)", "sd scaled linear (ComfyUI default)")
-
-
-def animatediff_betas(steps: int = 1000) -> torch.Tensor:
-    """The betas of AnimateDiff's training scheduler: evenly spaced from 0.00085 to 0.012."""
-    return torch.linspace(0.00085, 0.012, steps, dtype=torch.float64)

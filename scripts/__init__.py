@@ -1,0 +1,1 @@
+"""Set-up, demo and test harness scripts (run as `python -m scripts.<name>` from the repository root)."""
