@@ -248,6 +248,18 @@ def load_models_for_training(patchers: Iterable) -> None:
         load_models(patchers)
 
 
+def unload_models(patchers: Iterable) -> None:
+    """Unload these ModelPatchers now (their patches taken out, memory returned), as ComfyUI's free_memory does."""
+    if not IN_COMFYUI:
+        return
+    patchers = list(patchers)
+    for loaded in list(_mm.current_loaded_models):
+        if any(loaded.model is p for p in patchers):
+            loaded.model_unload()
+            _mm.current_loaded_models.remove(loaded)
+    soft_empty_cache()
+
+
 def model_folder(name: str) -> str:
     """The folder new files of a model folder are written to (ComfyUI/models/<name>, made if missing)."""
     path = _folder_paths.get_folder_paths(name)[0] if IN_COMFYUI else _library_folder(name)

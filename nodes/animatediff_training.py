@@ -4,7 +4,6 @@ import torch
 from ..models import host
 from ..models.animatediff import clips as clip_data
 from ..models.animatediff.training import TrainingSettings
-from ..models.comfy_glue import lora_training
 from .types import MOTION_LORA, MOTION_MODULE, TRAINING_CLIPS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -39,7 +38,9 @@ def _training_inputs(rank_default: int, lr_default: float, batch_default: int, l
 
 
 def _job(frames, rank, learning_rate, steps, resolution, batch_size, seed, gradient_checkpointing, training_dtype,
-         lora_name, resume, save_every) -> lora_training.TrainingJob:
+         lora_name, resume, save_every):
+    from ..models.comfy_glue import lora_training
+
     dtype = DTYPES[training_dtype]
     settings = TrainingSettings(rank=rank, learning_rate=learning_rate, steps=steps, batch_size=batch_size, frames=frames,
                                 seed=seed, loss_scaling=dtype == torch.float16)
@@ -127,6 +128,8 @@ class MotionKitTrainMotionLoRA:
               seed, gradient_checkpointing, training_dtype, lora_name, resume, save_every, clip=None):
         job = _job(frames, rank, learning_rate, steps, resolution, batch_size, seed, gradient_checkpointing,
                    training_dtype, lora_name, resume, save_every)
+        from ..models.comfy_glue import lora_training
+
         lora, plot = lora_training.train_motion_lora(model, motion_module, vae, clips, positive, job, clip)
         return ([lora], plot)
 
@@ -156,6 +159,8 @@ class MotionKitTrainDomainAdapter:
               gradient_checkpointing, training_dtype, lora_name, resume, save_every, clip=None):
         job = _job(1, rank, learning_rate, steps, resolution, batch_size, seed, gradient_checkpointing,
                    training_dtype, lora_name, resume, save_every)
+        from ..models.comfy_glue import lora_training
+
         return lora_training.train_domain_adapter(model, vae, clips, positive, job, clip)
 
 

@@ -5,10 +5,6 @@
   `convert_animatediff_checkpoint_to_diffusers`).
 - `training_loss`: AnimateDiff's train.py objective with diffusers' DDPMScheduler (linear betas
   0.00085-0.012): noise added at the timestep, MSE between the noise and the UNet's prediction.
-- `merge_original_motion_lora`: the original AnimateDiff loader's semantics for a MotionLoRA file
-  (`animatediff/utils/convert_lora_safetensor_to_diffusers.py: load_diffusers_lora`, written here from its
-  description): each `down` key and its `up` key update the weight named by dropping `processor.`, `_lora`
-  and `down.`/`up.` (with `to_out.` -> `to_out.0.`), W += alpha * up @ down.
 - `published_motion_lora_layout`: the keys and shapes of a published v2_lora_* file at full size.
 """
 from __future__ import annotations
@@ -67,20 +63,6 @@ def training_loss(model, scheduler, latents: torch.Tensor, noise: torch.Tensor, 
     noisy = scheduler.add_noise(latents, noise, timesteps)
     predicted = model(noisy, timesteps, context).sample
     return F.mse_loss(predicted.float(), noise.float(), reduction="mean")
-
-
-def merge_original_motion_lora(state: dict[str, torch.Tensor], lora: dict[str, torch.Tensor],
-                               alpha: float = 1.0) -> dict[str, torch.Tensor]:
-    """An original-layout motion module state dict with a MotionLoRA file merged in as AnimateDiff does."""
-    merged = {k: v.clone() for k, v in state.items()}
-    for key in lora:
-        if "up." in key:
-            continue
-        up_key = key.replace(".down.", ".up.")
-        target = (key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("up.", "")
-                  .replace("to_out.", "to_out.0."))
-        merged[target] = merged[target] + alpha * (lora[up_key].to(merged[target]) @ lora[key].to(merged[target]))
-    return merged
 
 
 def published_motion_lora_layout(rank: int = 64) -> dict[str, tuple[int, ...]]:

@@ -303,10 +303,14 @@ def with_noise_predictor(patched, positive: list, sample_shape: tuple, run) -> N
         autograd_ready([patched.model] + [m.model for m in patched.get_nested_additional_models()])
         run(predict_noise)
 
-    with torch.inference_mode(False), torch.enable_grad():
-        host.load_models_for_training([patched] + patched.get_nested_additional_models())
-        zeros = torch.zeros(sample_shape)
-        guider.sample(zeros, zeros, _training_sampler_class()(loop), torch.ones(1), disable_pbar=True)
+    models = [patched] + patched.get_nested_additional_models()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            host.load_models_for_training(models)
+            zeros = torch.zeros(sample_shape)
+            guider.sample(zeros, zeros, _training_sampler_class()(loop), torch.ones(1), disable_pbar=True)
+    finally:
+        host.unload_models(models)  # the trainable layers come out of the shared model; memory goes back
 
 
 def run_training(patched, positive: list, latents: list[LatentClip], trainer: LoRATrainer, on_step=None) -> None:
