@@ -36,13 +36,18 @@ def find_host() -> Path | None:
     return beside.resolve() if (beside / "comfy_host.py").is_file() else None
 
 
-def setup_comfy_in_process(work_dir: Path | None = None, cpu: bool = True) -> bool:
+def setup_comfy_in_process(work_dir: Path | None = None, cpu: bool = True, pytorch_attention: bool = False) -> bool:
     """Make `comfy.*` importable in this process (before the pack is imported); `cpu=False`: ComfyUI's
-    model management uses the GPU, as the server does."""
+    model management uses the GPU, as the server does; `pytorch_attention`: ComfyUI's
+    --use-pytorch-cross-attention (its default on GPUs; on CPU it picks sub-quadratic attention)."""
     if find_host() is None:
         return False
     comfy_host = host_module("comfy_host")
     comfy_host.setup(cpu=cpu, work_dir=str(work_dir) if work_dir else None)
+    if pytorch_attention:
+        import comfy.cli_args
+
+        comfy.cli_args.args.use_pytorch_cross_attention = True
     # Bind ComfyUI's top-level `nodes` now: pytest may later put the pack's root, which
     # has a `nodes/` folder of its own, first on sys.path.
     import nodes  # noqa: F401

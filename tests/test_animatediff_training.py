@@ -336,3 +336,30 @@ def test_bad_training_inputs_are_refused_before_training(tiny, model_folders):
         train(*args, job(lora_name="fresh", resume=True))
     with pytest.raises(lora_training.TrainingError, match="must be a file name inside the model folder"):
         train(*args, job(lora_name="../escape"))
+
+
+def test_cancel_stops_cleanly_keeping_what_was_trained(tiny, model_folders, monkeypatch):
+    import json
+
+    import comfy.model_management
+    from motionkit.models.comfy_glue import lora_training
+
+    report = lora_training._Reporter.__call__
+
+    def cancel_after_two_steps(self, trainer):
+        report(self, trainer)
+        if trainer.step == 2:
+            comfy.model_management.interrupt_current_processing(True)  # the user presses Cancel
+
+    monkeypatch.setattr(lora_training._Reporter, "__call__", cancel_after_two_steps)
+    train = lora_training.train_motion_lora_on_latents
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        train(tiny["model"], tiny["motion"], tiny["clips"], tiny["positive"], job(steps=5, lora_name="stopped"))
+    saved = model_folders / "animatediff_motion_lora" / "stopped.safetensors"
+    with safetensors.safe_open(str(saved), framework="pt") as file:
+        assert json.loads(file.metadata()["motionkit"])["steps"] == 2
+    assert not any(isinstance(m, motion_lora.LowRankLinear) for m in tiny["motion"].model.modules())
+    monkeypatch.setattr(lora_training._Reporter, "__call__", report)
+    resumed, _ = train(tiny["model"], tiny["motion"], tiny["clips"], tiny["positive"], job(steps=5, lora_name="stopped", resume=True))
+    with safetensors.safe_open(str(saved), framework="pt") as file:
+        assert json.loads(file.metadata()["motionkit"])["steps"] == 5
