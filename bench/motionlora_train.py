@@ -13,7 +13,9 @@
 2. Full size, traced under torch's FakeTensorMode (shapes, no data): SD1.5's UNet (ComfyUI's UNetModel, fp16)
    with the v2 motion module (fp16) injected and a rank-64 float32 MotionLoRA, 16 frames at 512x512 (64x64
    latents), batch 1: the peak of a forward and backward plus the weights, the LoRA and its AdamW moments.
-   Goal: <= 8 GB (AnimateDiff-MotionDirector reports 13.5 GB). Not traced: allocator fragmentation, cuDNN workspaces.
+   Goal: <= 8 GB (AnimateDiff-MotionDirector reports 13.5 GB). The fake tensors sit on the CPU device, where
+   PyTorch picks its fused attention kernel, which keeps no [tokens x tokens] matrix, as flash attention on a GPU
+   (ComfyUI's default there). Not traced: allocator fragmentation, cuDNN workspaces.
 """
 from __future__ import annotations
 
@@ -39,22 +41,30 @@ def _setup(cpu: bool) -> None:
     harness.import_pack()
 
 
-def _peak(device: torch.device, step) -> tuple[float, int]:
-    """(seconds, peak bytes of tensors made during `step`)."""
+def _timed(device: torch.device, step) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _peak(device: torch.device, step) -> int:
+    """Peak bytes of tensors made during `step` (a separate run from the timed ones: the tracer slows each op)."""
     from references.peak_memory import PeakMemory
 
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        start = time.perf_counter()
         step()
         torch.cuda.synchronize()
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated() - base
-    start = time.perf_counter()
+        return torch.cuda.max_memory_allocated() - base
     with PeakMemory() as meter:
         step()
-    return time.perf_counter() - start, meter.peak
+    return meter.peak
 
 
 def tiny_comparison(device: torch.device, frames: int, size: int, rounds: int, rank: int) -> list[str]:
@@ -87,9 +97,12 @@ def tiny_comparison(device: torch.device, frames: int, size: int, rounds: int, r
                                                 gradient_checkpointing=checkpointing)
         patched = injection.animatediff_beta_schedule(patched, SCHEDULES[0])
         patched.model_options["transformer_options"][injection.FRAMES_PER_VIDEO] = frames
+        unet = patched.get_model_object("diffusion_model")
+        patches = lora_training.frozen_conv_patches(unet)
         if checkpointing:
-            for key, forward in lora_training.gradient_checkpointing_patches(patched.get_model_object("diffusion_model")).items():
-                patched.add_object_patch(key, forward)
+            patches.update(lora_training.gradient_checkpointing_patches(unet))
+        for key, forward in patches.items():
+            patched.add_object_patch(key, forward)
 
         ref_model = ref.original_formulation(copy.deepcopy(reference), frames, joint_unet_groupnorm=False).to(device)
         layers = mref.add_motion_lora(ref_model, pairs)
@@ -111,22 +124,21 @@ def tiny_comparison(device: torch.device, frames: int, size: int, rounds: int, r
             ref_optimizer.step()
             ref_optimizer.zero_grad(set_to_none=True)
 
-        results = {"ours": [], "reference": []}
+        times = {"ours": [], "reference": []}
+        peaks = {}
 
         def run(predict_noise):
             def our_step():
                 trainer.accumulate([item], predict_noise)
                 trainer.apply_gradients()
-            our_step(), reference_step()  # warm-up
+            peaks["ours"], peaks["reference"] = _peak(device, our_step), _peak(device, reference_step)  # also a warm-up
             for _ in range(rounds):
-                results["ours"].append(_peak(device, our_step))
-                results["reference"].append(_peak(device, reference_step))
+                times["ours"].append(_timed(device, our_step))
+                times["reference"].append(_timed(device, reference_step))
 
         lora_training.with_noise_predictor(patched, positive, (frames, 4, size, size), run)
-        ours_t = statistics.median(t for t, _ in results["ours"])
-        ref_t = statistics.median(t for t, _ in results["reference"])
-        ours_m = max(m for _, m in results["ours"])
-        ref_m = max(m for _, m in results["reference"])
+        ours_t, ref_t = statistics.median(times["ours"]), statistics.median(times["reference"])
+        ours_m, ref_m = peaks["ours"], peaks["reference"]
         label = "with gradient checkpointing" if checkpointing else "plain"
         lines.append(f"tiny ({frames} frames, {size}x{size} latents, rank {rank}, {device.type}), {label}: "
                      f"time {ours_t * 1000:.0f} ms vs {ref_t * 1000:.0f} ms = {ours_t / ref_t:.2f}x (goal <= 1.0); "
@@ -156,7 +168,9 @@ def full_size_trace(frames: int, size: int, rank: int, checkpointing: bool) -> t
     from motionkit.models.comfy_glue import animatediff as injection
     from motionkit.models.comfy_glue import lora_training
 
-    gpu = torch.device("meta")
+    # Fake tensors on the CPU device: PyTorch then picks its fused (flash) attention kernel, which, like flash
+    # attention on a GPU, keeps no [tokens x tokens] matrix; on the meta device it would trace the math attention.
+    gpu = torch.device("cpu")
     mode = FakeTensorMode()
     with mode, torch.device(gpu):
         unet = openaimodel.UNetModel(**SD15_UNET, dtype=torch.float16, operations=comfy.ops.manual_cast).requires_grad_(False)
@@ -173,10 +187,11 @@ def full_size_trace(frames: int, size: int, rank: int, checkpointing: bool) -> t
                 setattr(target, child, LowRankLinear(modules[path], [(down, up, 1.0)]))
         for block, module, where in injection.motion_slots(unet, motion):
             injection._insert(block, module, where)
+        patches = lora_training.frozen_conv_patches(unet)
         if checkpointing:
-            for key, forward in lora_training.gradient_checkpointing_patches(unet).items():
-                block_path = key[len("diffusion_model."):-len(".forward")]
-                setattr(unet.get_submodule(block_path), "forward", forward)
+            patches.update(lora_training.gradient_checkpointing_patches(unet))
+        for key, forward in patches.items():  # what the clone's object patches set, on this traced model directly
+            setattr(unet.get_submodule(key[len("diffusion_model."):-len(".forward")]), "forward", forward)
 
         def run_motion_module(layer, x, emb, context, transformer_options, *args, **kwargs):
             if checkpointing:
@@ -197,7 +212,8 @@ def full_size_trace(frames: int, size: int, rank: int, checkpointing: bool) -> t
             return loss
 
         peak, _ = peak_bytes(step, devices=(gpu.type,))
-    weights = sum(p.numel() * p.element_size() for p in list(unet.parameters()) + list(motion.parameters()))
+    unique = {id(p): p for p in list(unet.parameters()) + list(motion.parameters())}  # the motion modules sit in the UNet
+    weights = sum(p.numel() * p.element_size() for p in unique.values() if not p.requires_grad)
     lora = sum(t.numel() * 4 for pair in pairs.values() for t in pair)
     return peak, weights + lora * 4  # LoRA, its gradient and AdamW's two moments, float32
 

@@ -153,7 +153,7 @@ def _random_pairs(motion, rank, seed, std=0.2):
             for p, (o, i) in motion_lora_shapes(motion.model).items()}
 
 
-def _our_gradients(tiny, pairs, items, gradient_checkpointing=False):
+def _our_gradients(tiny, pairs, items, gradient_checkpointing=False, frozen_convolutions=True):
     from motionkit.models.comfy_glue import lora_training
 
     patched = injection.apply_motion_module(tiny["model"], tiny["motion"], [motion_lora.MotionLoRA("t", pairs, 1.0)],
@@ -162,6 +162,9 @@ def _our_gradients(tiny, pairs, items, gradient_checkpointing=False):
     patched.model_options["transformer_options"][injection.FRAMES_PER_VIDEO] = FRAMES
     if gradient_checkpointing:
         for key, forward in lora_training.gradient_checkpointing_patches(patched.get_model_object("diffusion_model")).items():
+            patched.add_object_patch(key, forward)
+    if frozen_convolutions:
+        for key, forward in lora_training.frozen_conv_patches(patched.get_model_object("diffusion_model")).items():
             patched.add_object_patch(key, forward)
     trainer = LoRATrainer(pairs, TrainingSettings(rank=4, frames=FRAMES, batch_size=len(items)))
     losses = []
@@ -213,6 +216,24 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny):
     checked_loss, checked = _our_gradients(tiny, pairs, items, gradient_checkpointing=True)
     assert checked_loss == pytest.approx(plain_loss, rel=1e-6)
     assert max((plain[p][k] - checked[p][k]).abs().max().item() for p in pairs for k in (0, 1)) <= 1e-6
+
+
+def test_frozen_convolutions_keep_less_and_give_the_same_gradients(tiny):
+    """The fast path (convolutions that keep only their weight) against torch's own convolution."""
+    from references.peak_memory import PeakMemory
+
+    pairs = _random_pairs(tiny["motion"], 4, seed=3)
+    items = _items(1, seed=9)
+    with PeakMemory() as plain_meter:
+        plain_loss, plain = _our_gradients(tiny, pairs, items, frozen_convolutions=False)
+    for d, u in pairs.values():
+        d.grad = u.grad = None
+    with PeakMemory() as fast_meter:
+        fast_loss, fast = _our_gradients(tiny, pairs, items)
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert max((plain[p][k] - fast[p][k]).abs().max().item() for p in pairs for k in (0, 1)) <= 1e-6
+    print(f"training step peak: torch's convolutions {plain_meter.peak / 2**20:.1f} MiB, frozen {fast_meter.peak / 2**20:.1f} MiB")
+    assert fast_meter.peak < plain_meter.peak
 
 
 def test_resumed_training_continues_exactly(tiny, model_folders):

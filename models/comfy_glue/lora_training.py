@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
 import comfy.model_base
+import comfy.ops
 import comfy.samplers
 import comfy.sd
 import comfy.utils
@@ -280,10 +281,47 @@ def gradient_checkpointing_patches(unet) -> dict:
     return patches
 
 
+class _FrozenWeightConv2d(torch.autograd.Function):
+    """conv2d with a frozen weight and bias. torch's convolution keeps its input for the weight's gradient; the
+    input's gradient needs only the weight, so this keeps the weight alone (the UNet's convolutions hold a
+    large share of a training step's activations)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(weight)
+        ctx.conv = (x.shape, stride, padding, dilation, groups)
+        return torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        shape, stride, padding, dilation, groups = ctx.conv
+        return torch.nn.grad.conv2d_input(shape, weight, grad, stride, padding, dilation, groups), None, None, None, None, None, None
+
+
+def _frozen_conv_forward(conv):
+    plain = conv.forward
+
+    def forward(x):
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return plain(x)
+        weight, bias = comfy.ops.cast_bias_weight(conv, x)
+        return _FrozenWeightConv2d.apply(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return forward
+
+
+def frozen_conv_patches(unet) -> dict:
+    """{object patch key: forward} running every frozen 2-D convolution of the UNet through _FrozenWeightConv2d."""
+    return {f"diffusion_model.{name}.forward": _frozen_conv_forward(m) for name, m in unet.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and m.padding_mode == "zeros" and not m.weight.requires_grad}
+
+
 def _prepare(patched, job: TrainingJob) -> None:
-    """Compute dtype and gradient checkpointing on the training clone."""
+    """Compute dtype, frozen convolutions and gradient checkpointing on the training clone."""
     if job.dtype is not None:
         patched.set_model_compute_dtype(job.dtype)
+    for key, forward in frozen_conv_patches(patched.get_model_object("diffusion_model")).items():
+        patched.add_object_patch(key, forward)
     if job.gradient_checkpointing:
         for key, forward in gradient_checkpointing_patches(patched.get_model_object("diffusion_model")).items():
             patched.add_object_patch(key, forward)
