@@ -60,7 +60,7 @@ def model_folders(tmp_path, monkeypatch):
 def job(**kwargs):
     from motionkit.models.comfy_glue import lora_training
 
-    settings = dict(rank=4, learning_rate=1e-3, steps=2, frames=FRAMES, batch_size=1)
+    settings = dict(rank=4, learning_rate=1e-3, steps=2, frames=FRAMES, batch_size=1, loss_scaling=False)
     settings.update({k: kwargs.pop(k) for k in list(kwargs) if k in settings})
     kwargs.setdefault("resolution", 0)
     kwargs.setdefault("gradient_checkpointing", False)
@@ -384,3 +384,15 @@ def test_cancel_stops_cleanly_keeping_what_was_trained(tiny, model_folders, monk
     resumed, _ = train(tiny["model"], tiny["motion"], tiny["clips"], tiny["positive"], job(steps=5, lora_name="stopped", resume=True))
     with safetensors.safe_open(str(saved), framework="pt") as file:
         assert json.loads(file.metadata()["motionkit"])["steps"] == 5
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_training_keeps_a_float32_lora(tiny, dtype):
+    from motionkit.models.comfy_glue import lora_training
+
+    settings = dict(steps=2, learning_rate=5e-3, loss_scaling=dtype == torch.float16)
+    lora, _ = lora_training.train_motion_lora_on_latents(tiny["model"], tiny["motion"], tiny["clips"], tiny["positive"],
+                                                         job(dtype=dtype, **settings))
+    ups = [up for _, up in lora.pairs.values()]
+    assert all(t.dtype == torch.float32 for pair in lora.pairs.values() for t in pair)
+    assert all(torch.isfinite(u).all() for u in ups) and max(u.abs().max().item() for u in ups) > 0
