@@ -30,5 +30,11 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         log.error("MotionKit: the nodes in nodes/%s.py are unavailable: Python package '%s' is missing "
                   "(install the pack's requirements.txt)", _info.name, error.name)
         continue
+    except ImportError as error:  # an installed package that fails to load, e.g. opencv-python without libGL
+        if error.name and error.name.split(".")[0] == __name__.split(".")[0]:
+            raise
+        log.error("MotionKit: the nodes in nodes/%s.py are unavailable: a Python package they need failed to "
+                  "import (%s); reinstall it (see the README's OpenCV notes for cv2)", _info.name, error)
+        continue
     NODE_CLASS_MAPPINGS.update(getattr(_module, "NODE_CLASS_MAPPINGS", {}))
     NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_module, "NODE_DISPLAY_NAME_MAPPINGS", {}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..models import host
-from ..models import video_vae
+from ..models import video_vae as video_vae_module
 from .types import VIDEO_VAE
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -46,7 +46,7 @@ class MotionKitLoadVideoVAE:
 
     def load(self, vae_name, scaling_factor, precision):
         path = host.model_path("vae", vae_name)
-        return (video_vae.load_video_vae(path, scaling_factor=scaling_factor, dtype=DTYPES[precision]),)
+        return (video_vae_module.load_video_vae(path, scaling_factor=scaling_factor, dtype=DTYPES[precision]),)
 
 
 class MotionKitSliceVAEDecode:
@@ -67,6 +67,7 @@ class MotionKitSliceVAEDecode:
                    "equals the version's official decode. Batches give their frames one after the other.")
 
     def decode(self, video_vae, samples, tile_size, tile_overlap):
+        video_vae.check_made_by(samples.get(video_vae_module.LATENT_FAMILY_KEY))
         return (video_vae.decode(samples["samples"], video_vae.tile_plan(tile_size, tile_overlap, True)),)
 
 
@@ -88,7 +89,8 @@ class MotionKitVideoVAEEncode:
                    "factor), streamed chunk by chunk, for image-to-video and video-to-video graphs.")
 
     def encode(self, video_vae, images, tile_size, tile_overlap):
-        return ({"samples": video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))},)
+        latent = video_vae.encode(images, video_vae.tile_plan(tile_size, tile_overlap, False))
+        return ({"samples": latent, video_vae_module.LATENT_FAMILY_KEY: video_vae.version},)
 
 
 NODE_CLASS_MAPPINGS = {

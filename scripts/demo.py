@@ -49,6 +49,8 @@ def main() -> int:
                 print(f"  wrote {target / source.name}")
     finally:
         server.stop()
+    if failed:
+        print(f"{failed} workflow(s) failed; the server log is {server.log_path}", file=sys.stderr)
     return 1 if failed else 0
 
 

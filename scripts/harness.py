@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -145,13 +146,21 @@ class ComfyServer:
         self.work = Path(started.stdout.strip())
         self.output_dir = self.work / "base" / "output"
         self.input_dir = self.work / "base" / "input"
+        self.failed = False
+        for image in (ROOT / "example_workflows" / "input").glob("*"):  # what the example workflows' Load Image nodes read
+            shutil.copy(image, self.input_dir / image.name)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def log_path(self) -> Path:
+        """The server's log (kept after `stop` when a workflow failed)."""
+        return self.work / "comfyui.log"
+
     def log(self) -> str:
-        return (self.work / "comfyui.log").read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def get_json(self, path: str, timeout: float = 120):
         with urllib.request.urlopen(self.base_url + path, timeout=timeout) as response:
@@ -165,7 +174,9 @@ class ComfyServer:
             command += ["--api-out", str(api_out)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 180)
         if done.returncode != 0:
-            raise WorkflowFailed(f"{workflow.name} failed (exit {done.returncode}):\n{done.stderr[-6000:]}")
+            self.failed = True
+            raise WorkflowFailed(f"{workflow.name} failed (exit {done.returncode}); the server log is {self.log_path}"
+                                 f"\n{done.stderr[-6000:]}")
         return json.loads(done.stdout)
 
     def output_files(self, outputs: dict) -> list[Path]:
@@ -188,7 +199,9 @@ class ComfyServer:
             return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
     def stop(self) -> None:
-        subprocess.run(["bash", str(self.host / "stop.sh"), str(self.work)], capture_output=True)
+        """Stop the server and delete its working folder, unless a workflow failed (then its log stays)."""
+        clean = [] if self.failed else ["--clean"]
+        subprocess.run(["bash", str(self.host / "stop.sh"), str(self.work), *clean], capture_output=True)
 
 
 def _free_port() -> int:

@@ -4,6 +4,7 @@ Tests marked `host` need the real ComfyUI (../shared/comfyui-host or $COMFYUI_PA
 Without one they are skipped with a loud reason, except in CI, where that is an error.
 """
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "host" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_sessionfinish(session):
+    """The in-process ComfyUI's working folder goes with the session."""
+    shutil.rmtree(_WORK, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -101,7 +101,8 @@ def test_pure_model_code_imports_and_runs_with_comfyui_blocked():
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             x = torch.randn(1, 16, 2, 4, 4, generator=g)
-            out = dit(x, torch.tensor([500]), torch.randn(1, dit.max_text_seq_length, tiny_cog.TINY_CONFIG["text_embed_dim"], generator=g))
+            text = torch.randn(1, dit.max_text_seq_length, tiny_cog.TINY_CONFIG["text_embed_dim"], generator=g)
+            out = dit(x, torch.tensor([500]), text)
             moved = motion.down_blocks[0].motion_modules[0](torch.randn(8, 32, 4, 4, generator=g), 8)
         assert out.shape == x.shape and torch.isfinite(out).all() and moved.shape == (8, 32, 4, 4)
         assert type(tora).__name__ == "_LibraryPatcher" and "comfy" not in sys.modules
@@ -111,13 +112,15 @@ def test_pure_model_code_imports_and_runs_with_comfyui_blocked():
     assert int(done.stdout.strip()) >= 30
 
 
-def test_missing_optional_dependency_is_logged_not_fatal():
-    done = _run_python("""
+@pytest.mark.parametrize("failure", ["ModuleNotFoundError(\"No module named 'cv2'\", name='cv2')",
+                                     "ImportError('libGL.so.1: cannot open shared object file')"])
+def test_missing_optional_dependency_is_logged_not_fatal(failure):
+    done = _run_python(f"""
         import importlib.abc, logging
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path, target=None):
                 if name == "cv2" or name.startswith("cv2."):
-                    raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+                    raise {failure}
         sys.meta_path.insert(0, Block())
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         from scripts import harness
@@ -125,7 +128,8 @@ def test_missing_optional_dependency_is_logged_not_fatal():
         print("NODES", len(pack.NODE_CLASS_MAPPINGS))
     """)
     assert done.returncode == 0, done.stderr
-    assert "Python package 'cv2' is missing" in done.stderr
+    assert "nodes/trajectory_tracking.py are unavailable" in done.stderr
+    assert ("'cv2' is missing" if "ModuleNotFound" in failure else "libGL.so.1") in done.stderr
     assert int(done.stdout.split("NODES")[1]) > 0
 
 
@@ -146,12 +150,9 @@ def test_library_mode_reads_models_from_env_folder(tmp_path):
             print(e)
     """)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "['a.safetensors']",
-        "[1.0, 1.0]",
-        "'b.safetensors' is not in the model folder 'tora' (files there: a.safetensors); "
-        "put the file into ComfyUI/models/tora/ and refresh the page",
-    ]
+    listed, loaded, missing = done.stdout.splitlines()
+    assert (listed, loaded) == ("['a.safetensors']", "[1.0, 1.0]")
+    assert all(fact in missing for fact in ("'b.safetensors'", "'tora'", "a.safetensors", "ComfyUI/models/tora/"))
 
 
 # ---------------------------------------------------------------- in-process ComfyUI

@@ -24,7 +24,8 @@ def test_tests_and_benches_import_without_path_surgery():
 IMPORT_TO_DISTRIBUTION = {"PIL": "pillow", "cv2": "opencv-python-headless"}
 HOST_MODULES = {"comfy", "comfy_extras", "comfy_host", "execution", "folder_paths", "nodes", "ui_workflow"}
 """ComfyUI's modules and the host folder's scripts: the host provides them, no requirement does."""
-REPOSITORY_PACKAGES = {"motionkit", "scripts", "references", "bench"}
+REPOSITORY_PACKAGES = {"motionkit", "scripts", "references", "bench"} | {path.stem for path in ROOT.glob("scripts/*.py")}
+"""This repository's packages, and the scripts' imports of each other (run as `python scripts/<name>.py`)."""
 
 
 def _distributions(files) -> set[str]:

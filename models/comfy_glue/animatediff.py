@@ -85,6 +85,11 @@ class FramesGroupNorm(nn.Module):
 def video_frames(x: torch.Tensor, transformer_options: dict, info) -> int:
     """Frames per video in a UNet batch: the batch is len(cond_or_uncond) videos back to back
     (or videos of `transformer_options[FRAMES_PER_VIDEO]` frames, when set)."""
+    if x.ndim != 4:
+        raise MotionModuleError(
+            f"the latent is {x.ndim}D {list(x.shape)}, but an SD1.5/SDXL model with a motion module takes a video "
+            f"as an image latent [frames, channels, height, width]: the frames are the latent batch. Make the "
+            f"latent with Empty Latent Image (batch_size = frames), not a video latent node [B,C,T,H,W]")
     frames = transformer_options.get(FRAMES_PER_VIDEO)
     if frames is None:
         videos = len(transformer_options.get("cond_or_uncond") or [0])

@@ -13,13 +13,18 @@
 
 Shapes come from ComfyUI's and this pack's own modules built on the meta device; values are
 slices of one seeded random pool (small-std normal; 1-D weights around 1), so writing takes
-seconds. The work happens in a child process so its memory is returned when it ends.
+seconds. The work happens in a child process so its memory is returned when it ends. The files are
+written once into a cache folder (`cache_folder()`: ~/.cache/motionkit or $MOTIONKIT_CACHE) and
+linked into each models folder, so the tests and the demo share one copy (about 3 GB).
 
     .venv/bin/python -m scripts.tiny_checkpoints.animatediff MODELS_DIR   # from the repository root
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,10 +45,38 @@ SD_VAE = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch
               num_res_blocks=2, attn_resolutions=[], dropout=0.0)
 
 
+def cache_folder() -> Path:
+    """Where the files are kept between runs: $MOTIONKIT_CACHE (else ~/.cache/motionkit), in a folder named by a
+    hash of this generator's source and the motion module's, so a change to either (shapes, key names, seed,
+    values) writes new files."""
+    root = Path(os.environ.get("MOTIONKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "motionkit")
+    sources = hashlib.sha256()
+    for source in (Path(__file__), ROOT / "models" / "animatediff" / "motion_module.py"):
+        sources.update(source.read_bytes())
+    return root / f"random-animatediff-{sources.hexdigest()[:16]}"
+
+
 def write(models_dir: Path) -> list[Path]:
-    """Write the AnimateDiff files into models_dir (ComfyUI layout) in a child process; return their paths."""
-    models_dir = Path(models_dir)
-    subprocess.run([sys.executable, "-m", __name__, str(models_dir)], check=True, cwd=ROOT)
+    """Link the AnimateDiff files into models_dir (ComfyUI layout), writing them once into the cache folder (in a
+    child process, so its memory is returned); return their paths in models_dir."""
+    models_dir, cache = Path(models_dir), cache_folder()
+    if not all((cache / f).is_file() for f in FILES):
+        partial = cache.with_name(f"{cache.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", __name__, str(partial)], check=True, cwd=ROOT)
+        try:
+            partial.rename(cache)  # atomic: a concurrent writer that finished first wins, this copy goes
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    for name in FILES:
+        target = models_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(cache / name, target)  # same file system: no copy, no second 2 GB
+        except OSError:
+            target.symlink_to(cache / name)
     return [models_dir / f for f in FILES]
 
 

@@ -7,7 +7,8 @@
 // Toolbar: New track, Delete track, Clear, Undo, Image (upload a reference image).
 // Track bar (the selected track): polyline/spline and tension, start and end frame, easing; the selected
 // point's frame. Timeline: Play, Untime (drop the track's per-point frames) and a frame slider; the canvas
-// shows every object's position at the current frame. A cross marks where a tracked point was lost.
+// shows every object's position at the current frame. A cross marks where a tracked point was lost; a
+// diamond is a track of one point (an anchor: the object stays there).
 //
 // Every edit keeps the track's timing (`frames`, `lost_at`): see trajectory_edits.js.
 //
@@ -28,7 +29,7 @@ const TIMELINE_HEIGHT = 26;
 const INFO_HEIGHT = 20;
 const HIT_RADIUS = 9; // screen pixels
 const DRAG_THRESHOLD = 5; // screen pixels a press must move to become a freehand stroke
-const FREEHAND_TOLERANCE = 2.5; // screen pixels a simplified stroke may leave the drawn one
+const FREEHAND_TOLERANCE = 4; // screen pixels a simplified stroke may leave the drawn one
 const PLAY_FPS = 12;
 const GOLDEN_RATIO_CONJUGATE = 0.618033988749895;
 
@@ -566,7 +567,10 @@ class TrajectoryEditor {
       }
       points.forEach(([x, y], i) => {
         ctx.beginPath();
-        ctx.arc(x, y, (i === 0 ? 5 : 4) * unit, 0, 2 * Math.PI);
+        if (points.length === 1) { // an anchor (the object stays here): a diamond
+          const r = 7 * unit;
+          ctx.moveTo(x, y - r); ctx.lineTo(x + r, y); ctx.lineTo(x, y + r); ctx.lineTo(x - r, y); ctx.closePath();
+        } else ctx.arc(x, y, (i === 0 ? 5 : 4) * unit, 0, 2 * Math.PI);
         ctx.fill();
         if (t === this.selected) {
           ctx.lineWidth = (i === this.selectedPoint ? 3 : 1.5) * unit;
@@ -598,7 +602,8 @@ class TrajectoryEditor {
     this.showFields();
     const problems = this.problems();
     const track = this.track;
-    const about = track ? `, selected: ${track.name} (${track.points.length} points` +
+    const about = track ? `, selected: ${track.name} (` +
+      (track.points.length === 1 ? "1 point: an anchor, the object stays there" : `${track.points.length} points`) +
       (track.frames ? ", timed" : "") + (track.lost_at != null ? `, lost at frame ${track.lost_at}` : "") + ")" : "";
     const late = this.tracks.findIndex((t) => this.span(t)[1] > this.frames - 1);
     const note = late >= 0 ? `; ${this.tracks[late].name} ends at frame ${this.span(this.tracks[late])[1]}, `
