@@ -5,7 +5,7 @@
 
 The published V3 transformer (EasyAnimateV3-XL-2-InP: 28 blocks of width 1152, a motion module in
 each, 1.54 B parameters) is built in bf16 under torch's FakeTensorMode on the meta device, as
-bench/slice_vae_memory.py traces the VAEs: bench/peak_memory.PeakMemory counts the most bytes of
+bench/slice_vae_memory.py traces the VAEs: references/peak_memory.PeakMemory counts the most bytes of
 tensors alive at once during one call of the denoiser (weights excluded; they are printed apart).
 The call is a sampler step's: noise + InP latents (12 channels), 120 text tokens, batch 2 (the
 conditional and unconditional halves of CFG together).
@@ -28,7 +28,7 @@ import time
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from bench.peak_memory import peak_bytes
+from references.peak_memory import peak_bytes
 from scripts.harness import import_pack
 
 GIB = 1024 ** 3
@@ -53,14 +53,14 @@ def build(mode: FakeTensorMode):
     return ours, official, weights
 
 
-def trace(mode, run, batch: int, frames: int, size: int) -> int:
+def trace(mode, run, weights, batch: int, frames: int, size: int) -> int:
     """Peak bytes of one call for `frames` video frames at size x size (V3 latent: frames // 8 * 2)."""
     latent_frames, side = frames // 8 * 2, size // 8
     with mode, torch.no_grad():
         x = torch.randn(batch, 12, latent_frames, side, side, dtype=torch.bfloat16, device="meta")
         text = torch.randn(batch, 120, 4096, dtype=torch.bfloat16, device="meta")
         timesteps = torch.full((batch,), 999.0, device="meta")
-        peak, out = peak_bytes(run, x, timesteps, text, devices=("meta",))
+        peak, out = peak_bytes(run, x, timesteps, text, devices=("meta",), existing=weights)
     if out.shape[-3:] != (latent_frames, side, side):
         raise RuntimeError(f"output {tuple(out.shape)} for a {frames}-frame {size}x{size} latent")
     return peak
@@ -76,17 +76,18 @@ def main(argv=None) -> None:
 
     mode = FakeTensorMode()
     ours, official, weights = build(mode)
-    runs = {"ours": lambda x, t, c: ours(x, t, c)}
+    runs = {"ours": (lambda x, t, c: ours(x, t, c), ours)}
     if not args.skip_official:
-        runs["official"] = lambda x, t, c: official(x[:, :4], t, c, torch.ones(c.shape[:2], device=c.device),
-                                                    x[:, 4:])
+        runs["official"] = (lambda x, t, c: official(x[:, :4], t, c, torch.ones(c.shape[:2], device=c.device),
+                                                     x[:, 4:]), official)
     print(f"EasyAnimate V3 InP transformer, bf16 weights {weights / GIB:.2f} GiB, {args.size}x{args.size}, batch "
           f"{args.batch}, 120 text tokens; peak of tensors alive at once during one call (GiB), weights excluded")
     print(f"{'frames':>6} | {'tokens':>7} | " + " | ".join(f"{name:>9}" for name in runs)
           + " | ours + weights vs a 24 GB card")
     for frames in (int(f) for f in args.frames.split(",")):
         start = time.perf_counter()
-        peaks = {name: trace(mode, run, args.batch, frames, args.size) for name, run in runs.items()}
+        peaks = {name: trace(mode, run, list(model.state_dict().values()), args.batch, frames, args.size)
+                 for name, (run, model) in runs.items()}
         tokens = frames // 8 * 2 * (args.size // 16) ** 2
         total = peaks["ours"] + weights
         ratio = f", ours/official {peaks['ours'] / peaks['official']:.4f}" if "official" in peaks else ""

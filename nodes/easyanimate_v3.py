@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from ..models import host
 from ..models.easyanimate import v3_schedule, v3_video
+from .types import VIDEO_VAE
 
 CATEGORY = "MotionKit/EasyAnimate"
-VIDEO_VAE = "MOTIONKIT_VIDEO_VAE"
 
 
 class MotionKitLoadEasyAnimateV3:
@@ -31,13 +31,13 @@ class MotionKitLoadEasyAnimateV3:
 
     def load(self, model_name, weight_dtype="default"):
         host.require_comfyui("MotionKit Load EasyAnimate V3")
-        from ..models.easyanimate import v3_comfy_glue
+        from ..models.comfy_glue import easyanimate_v3
 
-        return (v3_comfy_glue.load_easyanimate_v3(host.model_path("diffusion_models", model_name), weight_dtype),)
+        return (easyanimate_v3.load_easyanimate_v3(host.model_path("diffusion_models", model_name), weight_dtype),)
 
 
 class MotionKitEasyAnimateV3TextEncode:
-    DESCRIPTION = ("Encodes a prompt with T5-XXL (MotionKit Load T5, or core Load CLIP type sd3) as the V3 pipeline "
+    DESCRIPTION = ("Encodes a prompt with T5-XXL (Load T5 (MotionKit), or core Load CLIP type sd3) as the V3 pipeline "
                    "does: lower-cased, at most 120 tokens with the end token, no padding (the pipeline masks it out).")
 
     @classmethod

@@ -12,14 +12,15 @@ NONE = "none"
 
 class MotionKitLoadTora:
     DESCRIPTION = ("Loads Tora's motion-guidance fusers and trajectory extractor from models/tora: the SAT checkpoint, "
-                   "the diffusers Tora transformer, or the split fuser.safetensors + traj_extractor.safetensors "
+                   "the diffusers Tora transformer (one file, or any of its shards: the index locates the Tora tensors), or the split fuser.safetensors + traj_extractor.safetensors "
                    "(give the second one as extractor_file). The layout is detected from the keys.")
 
     @classmethod
     def INPUT_TYPES(cls):
         files = host.model_filenames("tora")
         return {"required": {
-            "tora_name": (files, {"tooltip": "A Tora file in models/tora (SAT .pt, diffusers transformer, or fuser.safetensors)."}),
+            "tora_name": (files, {"tooltip": "A Tora file in models/tora (SAT .pt, diffusers transformer or any "
+                                         "of its shards, or fuser.safetensors)."}),
             "extractor_name": ([NONE] + files, {"default": NONE,
                                                 "tooltip": "For the split layout: traj_extractor.safetensors; else none."}),
         }}

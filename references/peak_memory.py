@@ -20,14 +20,16 @@ from torch.utils._pytree import tree_flatten
 
 
 class PeakMemory(TorchDispatchMode):
-    def __init__(self, devices: tuple[str, ...] | None = None):
+    def __init__(self, devices: tuple[str, ...] | None = None, existing=()):
         """Count tensors on the `devices` types only (e.g. ("meta",) for fake tensors standing in for a
-        GPU); None counts every device but the meta device."""
+        GPU); None counts every device but the meta device. `existing`: tensors made before the block
+        (weights) whose storages an operator may hand back as views (a linear's transposed weight):
+        never counted."""
         super().__init__()
         self.devices = devices
         self.live = 0
         self.peak = 0
-        self._sizes: dict[int, int] = {}
+        self._sizes: dict[int, int] = {t.untyped_storage()._cdata: 0 for t in existing}
 
     def _counted(self, device_type: str) -> bool:
         return device_type != "meta" if self.devices is None else device_type in self.devices
@@ -49,8 +51,8 @@ class PeakMemory(TorchDispatchMode):
         return out
 
 
-def peak_bytes(fn, *args, devices: tuple[str, ...] | None = None, **kwargs) -> tuple[int, object]:
-    """(peak bytes of tensors alive at once while fn runs, fn's result); `devices` as in PeakMemory."""
-    with PeakMemory(devices) as meter:
+def peak_bytes(fn, *args, devices: tuple[str, ...] | None = None, existing=(), **kwargs) -> tuple[int, object]:
+    """(peak bytes of tensors alive at once while fn runs, fn's result); `devices`, `existing` as in PeakMemory."""
+    with PeakMemory(devices, existing) as meter:
         result = fn(*args, **kwargs)
     return meter.peak, result

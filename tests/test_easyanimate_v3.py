@@ -2,18 +2,16 @@
 through core samplers, the InP inputs, and the errors a user can run into."""
 import json
 import re
-import sys
 
 import pytest
 import safetensors.torch
 import torch
 
-import harness
+from scripts import harness
 
 harness.import_pack()
-sys.path.insert(0, str(harness.ROOT / "scripts"))
-from tiny_checkpoints import cogvideox as tiny_cog  # noqa: E402
-from tiny_checkpoints import easyanimate_v3 as tiny  # noqa: E402
+from scripts.tiny_checkpoints import cogvideox as tiny_cog  # noqa: E402
+from scripts.tiny_checkpoints import easyanimate_v3 as tiny  # noqa: E402
 
 from motionkit.models.easyanimate import v3_keys, v3_schedule, v3_video  # noqa: E402
 from motionkit.models.easyanimate.v3_transformer import EasyAnimateV3Transformer  # noqa: E402
@@ -91,6 +89,26 @@ def test_query_chunked_attention_equals_one_call(monkeypatch):
     monkeypatch.setattr(v3_motion_module, "ATTENTION_ELEMENTS", 3 * 70 * 4 * 7)  # 7 queries per call
     chunked = v3_motion_module.attention(q, k, v, 4)
     assert torch.allclose(chunked, whole, atol=1e-6)
+
+
+def test_token_chunked_layers_equal_the_plain_model(monkeypatch):
+    """The memory-saving path (feed-forwards and temporal attention in token chunks, parked U-ViT skips) equals
+    the plain one."""
+    from motionkit.models.easyanimate import v3_motion_module, v3_transformer
+
+    _reference_model, state, config = _reference()
+    ours = _ours(state, config)
+    torch.manual_seed(4)
+    x, text = torch.randn(1, 12, 4, 6, 8), torch.randn(1, 5, 64)
+    with torch.no_grad():
+        plain = ours.predict(x, torch.tensor([700.0]), text, torch.randn(1, 768))
+        monkeypatch.setattr(v3_motion_module, "CHUNK_TOKENS", 10)  # 48 tokens: 5 chunks; 4 frames: 2 positions each
+        monkeypatch.setattr(v3_motion_module.by_token_chunks, "__defaults__", (10,))
+        monkeypatch.setattr(v3_transformer, "PARKED_SKIP_ELEMENTS", 1)  # the skips take the parking path too
+        torch.manual_seed(4)
+        x, text = torch.randn(1, 12, 4, 6, 8), torch.randn(1, 5, 64)
+        chunked = ours.predict(x, torch.tensor([700.0]), text, torch.randn(1, 768))
+    assert torch.allclose(chunked, plain, atol=1e-6)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -193,7 +211,7 @@ def tiny_v3(tmp_path):
 def test_comfy_model_sigmas_are_the_official_schedule():
     from diffusers import DPMSolverMultistepScheduler
 
-    from motionkit.models.easyanimate import v3_comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v3 as v3_comfy_glue
 
     sampling = v3_comfy_glue.EasyAnimateV3Model(v3_comfy_glue.EasyAnimateV3ModelConfig(
         dict(tiny.TINY_CONFIG))).model_sampling
@@ -252,7 +270,7 @@ def test_core_dpmpp_2m_with_our_sigmas_reproduces_the_official_loop(tiny_v3):
 
 @pytest.mark.host
 def test_inpaint_node_encodes_mask_and_masked_video_with_the_video_vae(tmp_path):
-    from tiny_checkpoints import video_vae as tiny_vae
+    from scripts.tiny_checkpoints import video_vae as tiny_vae
 
     from motionkit.models.video_vae import load_video_vae
     from motionkit.nodes.easyanimate_v3 import MotionKitEasyAnimateV3EmptyLatent, MotionKitEasyAnimateV3Inpaint
@@ -316,7 +334,7 @@ def test_load_node_refuses_a_cogvideox_file_naming_its_loader(tmp_path):
 
 @pytest.mark.host
 def test_sharded_folder_with_config_loads_from_any_shard(tmp_path):
-    from motionkit.models.easyanimate import v3_comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v3 as v3_comfy_glue
 
     state = tiny.tiny_state_dict()
     names = sorted(state)

@@ -144,12 +144,9 @@ def load_cogvideox(path: str, weight_dtype: str = "default"):
                            lambda config: keys.snr_shift_scale(path, config), weight_dtype)
 
 
-def build_cogvideox(state_dict: dict, source: str = "the checkpoint", folder_config: dict | None = None,
-                    snr_shift_scale=None, weight_dtype: str = "default"):
-    """A ModelPatcher for a CogVideoX state dict (any supported key layout); snr_shift_scale(config) -> float."""
-    sd = keys.detect(state_dict, source)
-    config = keys.config_from_state_dict(sd, folder_config)
-    load_device, offload = host.torch_device(), host.offload_device()
+def set_compute_dtype(config_obj, sd: dict, source: str, weight_dtype: str, load_device: torch.device) -> None:
+    """The model config's inference dtype: `weight_dtype` ("default": ComfyUI's choice for the file and device);
+    half precision on the CPU is refused naming the fix."""
     file_dtype = comfy.utils.weight_dtype(sd)
     wanted = WEIGHT_DTYPES[weight_dtype]
     if load_device.type == "cpu":
@@ -158,16 +155,21 @@ def build_cogvideox(state_dict: dict, source: str = "the checkpoint", folder_con
             side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
             raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
                              f"set weight_dtype to 'fp32' (or load a bf16/fp32 file)")
+    supported = config_obj.supported_inference_dtypes
+    unet_dtype = wanted or comfy.model_management.unet_dtype(
+        model_params=comfy.utils.calculate_parameters(sd), weight_dtype=file_dtype, supported_dtypes=supported)
+    config_obj.set_inference_dtype(unet_dtype, comfy.model_management.unet_manual_cast(unet_dtype, load_device, supported))
+
+
+def build_cogvideox(state_dict: dict, source: str = "the checkpoint", folder_config: dict | None = None,
+                    snr_shift_scale=None, weight_dtype: str = "default"):
+    """A ModelPatcher for a CogVideoX state dict (any supported key layout); snr_shift_scale(config) -> float."""
+    sd = keys.detect(state_dict, source)
+    config = keys.config_from_state_dict(sd, folder_config)
+    load_device, offload = host.torch_device(), host.offload_device()
     shift = snr_shift_scale(config) if snr_shift_scale else (1.0 if config["use_rotary_positional_embeddings"] else 3.0)
     config_obj = CogVideoXModelConfig(config, snr_shift_scale=shift)
-    parameters = comfy.utils.calculate_parameters(sd)
-    if wanted is None:
-        unet_dtype = comfy.model_management.unet_dtype(model_params=parameters, weight_dtype=file_dtype,
-                                                       supported_dtypes=config_obj.supported_inference_dtypes)
-    else:
-        unet_dtype = wanted
-    manual_cast = comfy.model_management.unet_manual_cast(unet_dtype, load_device, config_obj.supported_inference_dtypes)
-    config_obj.set_inference_dtype(unet_dtype, manual_cast)
+    set_compute_dtype(config_obj, sd, source, weight_dtype, load_device)
     model = config_obj.get_model(sd, "", device=offload)
     keys.check_keys(model.diffusion_model, sd, source)
     model.load_model_weights(sd, "")

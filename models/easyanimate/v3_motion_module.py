@@ -16,7 +16,6 @@ files store; here they are computed for the frames at hand (`v3_keys` drops the 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import host
@@ -26,6 +25,23 @@ TEMPORAL, GLOBAL = "Temporal", "Global"
 ATTENTION_ELEMENTS = 1 << 28
 """Query chunking: at most this many attention scores (queries x keys x heads) per call, so a global
 attention over a long clip never asks for a quadratic buffer, whatever kernel runs it."""
+CHUNK_TOKENS = 1 << 14
+"""Token-wise layers (feed-forwards, temporal attention) run on at most this many tokens at a time on
+long clips, so their 4x-8x wide intermediates stay small (144 frames at 960x960 are 129,600 tokens)."""
+
+
+def by_token_chunks(fn, x: torch.Tensor, chunk: int = CHUNK_TOKENS) -> torch.Tensor:
+    """fn applied to x [B, N, C] in slices of `chunk` tokens, written into one output: equals fn(x) for any
+    fn that treats tokens independently (the memory-saving path beside the plain call)."""
+    if x.shape[1] <= chunk:
+        return fn(x)
+    out = None
+    for start in range(0, x.shape[1], chunk):
+        piece = fn(x[:, start:start + chunk])
+        if out is None:
+            out = piece.new_empty(x.shape[:2] + piece.shape[2:])
+        out[:, start:start + piece.shape[1]] = piece
+    return out
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -40,11 +56,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> 
 
 
 def _attention(q, k, v, heads):
-    if host.IN_COMFYUI:
-        return host.comfy.ldm.modules.attention.optimized_attention(q, k, v, heads)
-    n, lq, c = q.shape
-    q, k, v = (t.reshape(n, -1, heads, c // heads).transpose(1, 2) for t in (q, k, v))
-    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, lq, c)
+    n, _length, c = q.shape
+    return host.attention(*(t.reshape(n, -1, heads, c // heads).transpose(1, 2) for t in (q, k, v)), heads)
 
 
 def fp32_layer_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -69,15 +82,21 @@ class MotionAttention(nn.Module):
         """x [B*F, D, C] (the frames of each video in a row) -> the same shape."""
         bf, d, c = x.shape
         b = bf // frames
-        x = x.view(b, frames, d, c) + sinusoidal_encoding(frames, c).to(x)[:, :, None]
-        if self.mode == TEMPORAL:
-            sequences = x.permute(0, 2, 1, 3).reshape(b * d, frames, c)
-        else:
-            sequences = x.reshape(b, frames * d, c)
-        out = attention(self.to_q(sequences), self.to_k(sequences), self.to_v(sequences), self.heads)
-        out = self.to_out[0](out)
-        if self.mode == TEMPORAL:
-            return out.view(b, d, frames, c).permute(0, 2, 1, 3).reshape(bf, d, c)
+        encoding = sinusoidal_encoding(frames, c).to(x)[:, :, None]
+        if self.mode == GLOBAL:
+            sequences = (x.view(b, frames, d, c) + encoding).reshape(b, frames * d, c)
+            out = attention(self.to_q(sequences), self.to_k(sequences), self.to_v(sequences), self.heads)
+            return self.to_out[0](out).view(bf, d, c)
+        # each position's frames form one sequence; positions are independent, so they go in chunks
+        out = torch.empty_like(x).view(b, frames, d, c)
+        step = max(1, CHUNK_TOKENS // (b * frames))
+        for start in range(0, d, step):
+            piece = x.view(b, frames, d, c)[:, :, start:start + step] + encoding
+            n = piece.shape[2]
+            sequences = piece.permute(0, 2, 1, 3).reshape(b * n, frames, c)
+            attended = self.to_out[0](attention(self.to_q(sequences), self.to_k(sequences), self.to_v(sequences),
+                                                self.heads))
+            out[:, :, start:start + n] = attended.view(b, n, frames, c).permute(0, 2, 1, 3)
         return out.view(bf, d, c)
 
 
@@ -94,7 +113,7 @@ class MotionTransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         for attention_block, norm in zip(self.attention_blocks, self.norms):
             x = attention_block(fp32_layer_norm(norm, x), frames) + x
-        return self.ff(fp32_layer_norm(self.ff_norm, x)) + x
+        return by_token_chunks(lambda h: self.ff(fp32_layer_norm(self.ff_norm, h)), x) + x
 
 
 class MotionTransformer(nn.Module):

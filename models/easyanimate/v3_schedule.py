@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..cogvideox.schedule import sigmas_for_timesteps  # noqa: F401  (the same rule: sigmas of timesteps, then 0)
+
 BETA_START, BETA_END, TRAIN_STEPS = 0.0001, 0.02, 1000
 
 
@@ -25,15 +27,6 @@ def linspace_timesteps(steps: int, train_steps: int = TRAIN_STEPS) -> list[int]:
         raise ValueError(f"steps must be between 1 and {train_steps}; got {steps}")
     step = (train_steps - 1) / steps
     return [round(i * step) for i in range(steps, 0, -1)]
-
-
-def sigmas_for_timesteps(model_sigmas: torch.Tensor, timesteps: list[int], denoise: float = 1.0) -> torch.Tensor:
-    """Sigmas of the given timesteps, then 0; with denoise < 1 only the last fraction of them."""
-    sigmas = torch.cat([model_sigmas[torch.tensor(timesteps)].float().cpu(), torch.zeros(1)])
-    if denoise < 1.0:
-        keep = max(1, int(round(len(timesteps) * denoise)))
-        sigmas = sigmas[-(keep + 1):]
-    return sigmas
 
 
 def clip_image_active(sample_sigmas: torch.Tensor | None, sigma: float, apply_ratio: float) -> bool:

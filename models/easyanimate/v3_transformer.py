@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import host
 from ..cogvideox.transformer import timestep_embedding
-from .v3_motion_module import GLOBAL, TEMPORAL, EasyAnimateV3MotionModule, attention
+from .v3_motion_module import GLOBAL, TEMPORAL, EasyAnimateV3MotionModule, attention, by_token_chunks
 from .v3_schedule import clip_image_active
 
 MOTION_MODES_EVEN = (TEMPORAL, TEMPORAL)
@@ -29,6 +29,10 @@ LONG_SKIPS = 13
 """U-ViT connections: blocks 0..12 feed blocks 15..27 (official: `index < 13`, `index >= 15`)."""
 CLIP_TOKENS = 8
 """The InP model turns one CLIP image embedding into this many context tokens."""
+PARKED_SKIP_ELEMENTS = 1 << 27
+"""The 13 U-ViT skips of a call with at least this many hidden elements (batch x tokens x width; 144 frames at
+960x960 in CFG's batch of 2: 3e8) wait on the intermediate device (ComfyUI's: the host) until their block,
+instead of holding 13 full activations on the compute device."""
 
 
 def sincos_2d_embedding(dim: int, height: int, width: int, base_size: int, interpolation_scale: float) -> torch.Tensor:
@@ -135,8 +139,8 @@ class EasyAnimateV3Block(nn.Module):
         x = x + gate_msa * h
         x = self.attn_temporal(x, frames)
         x = x + self.attn2(x, context)
-        h = _layer_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp
-        return x + gate_mlp * self.ff(h)
+        return x + gate_mlp * by_token_chunks(
+            lambda part: self.ff(_layer_norm(part, self.eps) * (1 + scale_mlp) + shift_mlp), x)
 
 
 class EasyAnimateV3Transformer(nn.Module):
@@ -192,14 +196,8 @@ class EasyAnimateV3Transformer(nn.Module):
         clip_image_embeds [B, 768] or None (InP: no image tokens) -> epsilon [B, 4, T, H, W].
 
         Inside ComfyUI the call runs through the DIFFUSION_MODEL wrappers of transformer_options."""
-        transformer_options = transformer_options or {}
-        if host.IN_COMFYUI:
-            extension = host.comfy.patcher_extension
-            wrappers = extension.get_all_wrappers(extension.WrappersMP.DIFFUSION_MODEL, transformer_options)
-            if wrappers:
-                return extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
-                    x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
-        return self._forward(x, timesteps, context, clip_image_embeds, transformer_options, **kwargs)
+        return host.with_diffusion_model_wrappers(self._forward, self, transformer_options or {}, x, timesteps, context,
+                                                  clip_image_embeds, transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context, clip_image_embeds=None, transformer_options=None,
                  clip_apply_ratio: float = 1.0, **_kwargs):
@@ -233,12 +231,13 @@ class EasyAnimateV3Transformer(nn.Module):
             context = torch.cat([context, image_tokens], dim=1)
         skips = []
         first_target = self.num_layers - self.long_skips
+        parking = host.intermediate_device() if tokens.numel() >= PARKED_SKIP_ELEMENTS else tokens.device
         for index, block in enumerate(self.transformer_blocks):
             if self.long_skips and index >= first_target:
-                tokens = tokens + self.long_connect_fc[index - first_target](skips.pop())
+                tokens = tokens + self.long_connect_fc[index - first_target](skips.pop().to(tokens.device))
             tokens = block(tokens, context, modulation, t)
             if index < self.long_skips:
-                skips.append(tokens)
+                skips.append(tokens.to(parking))
         shift, scale = (self.scale_shift_table.to(embedded)[None] + embedded[:, None]).chunk(2, dim=1)
         tokens = self.proj_out(F.layer_norm(tokens, (self.dim,), eps=1e-6) * (1 + scale) + shift)
         out = tokens.view(b, t, grid_h, grid_w, p, p, self.out_channels)

@@ -1,6 +1,6 @@
 """EasyAnimate V3 as a native ComfyUI model: model class, sampling, latent format, loading.
 
-Imported only inside ComfyUI (host.IN_COMFYUI). `EasyAnimateV3Model` is a
+Imported only inside ComfyUI. `EasyAnimateV3Model` is a
 `comfy.model_base.BaseModel` with epsilon prediction on the V3 schedule (betas linear 1e-4..0.02),
 so core KSampler / SamplerCustom drive it; its inputs are checked
 when the sampler prepares the conditioning, before the first step.
@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import os
 
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.supported_models_base
+import comfy.utils
 import torch
 
-from .. import host
-from ..cogvideox.comfy_glue import HALF_DTYPES, WEIGHT_DTYPES
+from .. import host, model_file
 from ..cogvideox.keys import shard_paths
-from . import v3_keys, v3_schedule
-from .v3_transformer import EasyAnimateV3Transformer
-
-comfy = host.comfy
+from ..easyanimate import v3_keys, v3_schedule
+from ..easyanimate.v3_transformer import EasyAnimateV3Transformer
+from .cogvideox import set_compute_dtype
 
 LATENT_CHANNELS = 4
 TEMPORAL_RATIO = 4
@@ -123,7 +129,7 @@ def load_easyanimate_v3(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the V3 transformer of `path` (official keys, one file or diffusers shards)."""
     state_dict = {}
     for shard in shard_paths(path):
-        state_dict.update(host.load_state_dict(shard))
+        state_dict.update(model_file.read_state_dict(shard, "EasyAnimate V3 transformer"))
     return build_easyanimate_v3(state_dict, f"'{os.path.basename(path)}'", v3_keys.read_folder_config(path),
                                 weight_dtype)
 
@@ -133,20 +139,8 @@ def build_easyanimate_v3(state_dict: dict, source: str = "the checkpoint", folde
     sd = v3_keys.detect(state_dict, source)
     config = v3_keys.config_from_state_dict(sd, folder_config, source)
     load_device, offload = host.torch_device(), host.offload_device()
-    file_dtype = comfy.utils.weight_dtype(sd)
-    wanted = WEIGHT_DTYPES[weight_dtype]
-    if load_device.type == "cpu":
-        half = wanted if wanted in HALF_DTYPES else (file_dtype if wanted is None and file_dtype in HALF_DTYPES else None)
-        if half is not None:
-            side = f"weight_dtype '{weight_dtype}'" if wanted is not None else f"{source} stores {half}"
-            raise ValueError(f"{side}, but ComfyUI runs on the CPU, which cannot compute in {half}: "
-                             f"set weight_dtype to 'fp32' (or load a bf16/fp32 file)")
     config_obj = EasyAnimateV3ModelConfig(config)
-    parameters = comfy.utils.calculate_parameters(sd)
-    unet_dtype = wanted or comfy.model_management.unet_dtype(
-        model_params=parameters, weight_dtype=file_dtype, supported_dtypes=config_obj.supported_inference_dtypes)
-    manual_cast = comfy.model_management.unet_manual_cast(unet_dtype, load_device, config_obj.supported_inference_dtypes)
-    config_obj.set_inference_dtype(unet_dtype, manual_cast)
+    set_compute_dtype(config_obj, sd, source, weight_dtype, load_device)
     model = config_obj.get_model(sd, "", device=offload)
     v3_keys.check_keys(model.diffusion_model, sd, source)
     model.load_model_weights(sd, "")
