@@ -9,6 +9,7 @@ torchvision, OpenCV), never the pack's own code, so parity against it means some
 - `motionlora_reference`: MotionLoRA training on diffusers' UNetMotionModel (LoRA by hand, DDPM loss), the
   original loader's merge, the published v2_lora_* layout.
 - `slice_vae_official`: EasyAnimate's official sliced decode on diffusers' AutoencoderKLMagvit.
+- `easyanimate_reference`: the official V5.1 single-stream attention on diffusers' EasyAnimate transformer.
 - `easyanimate_trajectory`: EasyAnimate V5.1's trajectory control video (the official ComfyUI node's steps).
 - `easyanimate_v3_reference`: EasyAnimate V3's official transformer (PixArt-style DiT, motion modules, U-ViT skips).
 - `cogvideox_official`: the official CogVideoX / Tora pipelines' posterior sample and DDIM / DPM loops (diffusers).
