@@ -139,14 +139,15 @@ def diffusers_to_original_motion_keys(motion: dict) -> dict:
     return out
 
 
-def comfy_model_patcher(levels: int, image_state: dict):
-    """A real ComfyUI BaseModel (SD1.5 latent format and sampling) around the tiny UNet, in a ModelPatcher."""
+def comfy_model_patcher(levels: int, image_state: dict, dtype: torch.dtype = torch.float32):
+    """A real ComfyUI BaseModel (SD1.5 latent format and sampling) around the tiny UNet, in a ModelPatcher;
+    `dtype`: the UNet's weights and compute dtype (float64 for parity checks)."""
     import comfy.model_base
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.SD15(dict(comfy_unet_config(levels), dtype=torch.float32))
-    config.set_inference_dtype(torch.float32, None)
+    config = comfy.supported_models.SD15(dict(comfy_unet_config(levels), dtype=dtype))
+    config.set_inference_dtype(dtype, None)
     model = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
     tiny = comfy_unet(levels, image_state)
     model.diffusion_model.load_state_dict(tiny.state_dict())

@@ -58,11 +58,12 @@ def ddpm_scheduler():
 
 
 def training_loss(model, scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-                  context: torch.Tensor) -> torch.Tensor:
-    """AnimateDiff's loss for videos [b, c, f, h, w] at one DDPM timestep per video; context is per frame [b*f, seq, dim]."""
+                  context: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """AnimateDiff's loss for videos [b, c, f, h, w] at one DDPM timestep per video; context is per frame [b*f, seq, dim].
+    The MSE is taken in `dtype` (train.py: float32; float64 for parity checks)."""
     noisy = scheduler.add_noise(latents, noise, timesteps)
     predicted = model(noisy, timesteps, context).sample
-    return F.mse_loss(predicted.float(), noise.float(), reduction="mean")
+    return F.mse_loss(predicted.to(dtype), noise.to(dtype), reduction="mean")
 
 
 def published_motion_lora_layout(rank: int = 64) -> dict[str, tuple[int, ...]]:

@@ -2,6 +2,7 @@
 gradient checkpointing, resume, the clips reader and bad input. Tiny random weights on CPU."""
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -21,7 +22,8 @@ from motionkit.models.animatediff.schedule import SCHEDULES  # noqa: E402
 from motionkit.models.comfy_glue import animatediff as injection  # noqa: E402
 from motionkit.models.animatediff.motion_module import MotionModel, MotionModuleConfig  # noqa: E402
 from motionkit.models.animatediff.training import (LatentClip, LoRATrainer, TrainingItem, TrainingSettings,  # noqa: E402
-                                                   TrainingSettingsError, motion_lora_shapes, new_lora_pairs)
+                                                   TrainingSettingsError, motion_lora_shapes, new_lora_pairs,
+                                                   noise_prediction_loss)
 
 pytestmark = pytest.mark.host
 FRAMES, SIZE = 8, 8
@@ -153,7 +155,7 @@ def _random_pairs(motion, rank, seed, std=0.2):
             for p, (o, i) in motion_lora_shapes(motion.model).items()}
 
 
-def _our_gradients(tiny, pairs, items, gradient_checkpointing=False, frozen_convolutions=True):
+def _training_clone(tiny, pairs, gradient_checkpointing=False, frozen_convolutions=True):
     from motionkit.models.comfy_glue import lora_training
 
     patched = injection.apply_motion_module(tiny["model"], tiny["motion"], [motion_lora.MotionLoRA("t", pairs, 1.0)],
@@ -166,45 +168,99 @@ def _our_gradients(tiny, pairs, items, gradient_checkpointing=False, frozen_conv
     if frozen_convolutions:
         for key, forward in lora_training.frozen_conv_patches(patched.get_model_object("diffusion_model")).items():
             patched.add_object_patch(key, forward)
+    return patched
+
+
+def _our_gradients(tiny, pairs, items, gradient_checkpointing=False, frozen_convolutions=True, size=SIZE):
+    """(loss, LoRA gradients) of the trainer's accumulate: one model call per video."""
+    from motionkit.models.comfy_glue import lora_training
+
+    patched = _training_clone(tiny, pairs, gradient_checkpointing, frozen_convolutions)
     trainer = LoRATrainer(pairs, TrainingSettings(rank=4, frames=FRAMES, batch_size=len(items)))
     losses = []
-    lora_training.with_noise_predictor(patched, tiny["positive"], (FRAMES * len(items), 4, SIZE, SIZE),
+    lora_training.with_noise_predictor(patched, tiny["positive"], (FRAMES * len(items), 4, size, size),
                                        lambda predict: losses.append(trainer.accumulate(items, predict)))
     return losses[0], {p: (d.grad.clone(), u.grad.clone()) for p, (d, u) in pairs.items()}
 
 
-def _items(count, seed):
+def _one_call_gradients(tiny, pairs, items):
+    """LoRA gradients of the batch MSE with every video in one model call."""
+    from motionkit.models.comfy_glue import lora_training
+
+    latents = torch.cat([i.latents for i in items])
+    noise = torch.cat([i.noise for i in items])
+    timesteps = torch.tensor([i.timestep for i in items]).repeat_interleave(FRAMES)
+
+    def run(predict):
+        noise_prediction_loss(predict(latents, noise, timesteps, 0), noise, noise.numel()).backward()
+
+    lora_training.with_noise_predictor(_training_clone(tiny, pairs), tiny["positive"], tuple(latents.shape), run)
+    return {p: (d.grad.clone(), u.grad.clone()) for p, (d, u) in pairs.items()}
+
+
+def _items(count, seed, size=SIZE, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
-    return [TrainingItem(torch.randn(FRAMES, 4, SIZE, SIZE, generator=g), torch.randn(FRAMES, 4, SIZE, SIZE, generator=g),
-                         t, 0) for t in (421, 77)[:count]]
+    shape = (FRAMES, 4, size, size)
+    return [TrainingItem(torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype), t, 0)
+            for t in (421, 77)[:count]]
 
 
-def test_one_training_step_gradients_match_diffusers_unet_motion_model(tiny):
+PARITY_SIZE = 16
+"""Latent size of the gradient parity check. At 8x8 the tiny UNet's deepest level is 1x1, where each GroupNorm
+group holds 2 numbers: normalising 2 nearly equal numbers amplifies any rounding, and a 1e-7 relative change of
+the input moves diffusers' own LoRA gradients by 0.7%. At 16x16 (deepest level 2x2) the same change moves them
+by 1e-7 (both measured on this fixture in float64)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_float64(tiny):
+    """The tiny fixture's weights in float64: ComfyUI's model and motion module, and diffusers' UNetMotionModel."""
+    reference = copy.deepcopy(tiny["reference"]).double()
+    image, motion_state = ref.split_state(reference)
+    with torch.inference_mode():
+        motion = loader.build_motion_module(ref.diffusers_to_original_motion_keys(motion_state), "tiny_v2.safetensors",
+                                            dtype=torch.float64)
+        model = ref.comfy_model_patcher(4, image, dtype=torch.float64)
+    positive = [[tiny["positive"][0][0].double(), {}]]
+    return dict(reference=reference, motion=motion, model=model, positive=positive)
+
+
+def test_one_training_step_gradients_match_diffusers_unet_motion_model(tiny_float64):
     """Our training step (ComfyUI's UNet, injected motion module, low-rank layers, ComfyUI sampling) against
-    AnimateDiff's loss on diffusers' UNetMotionModel with the same LoRA by hand, on the same two videos.
+    AnimateDiff's loss on diffusers' UNetMotionModel with the same LoRA by hand, on the same two videos, in
+    float64. The agreement (measured: 9e-8) is bounded by the two float32 steps ComfyUI keeps in a float64
+    run: its sigma table and its cast of the UNet output to float32 (model_base._apply_model).
 
-    The loss agrees to float precision; the LoRA gradients agree in direction (cosine >= 0.9999) and in size to
-    within 2% (measured: 0.997), not to float precision: an open question (see the README's training notes)."""
-    pairs = _random_pairs(tiny["motion"], 4, seed=3)
-    items = _items(2, seed=5)
-    loss, ours = _our_gradients(tiny, pairs, items)
-
-    import copy
+    Two videos in one model call give the gradients of the two calls the trainer makes, one per video."""
+    tiny = tiny_float64
+    pairs = {p: (torch.nn.Parameter(d.detach().double()), torch.nn.Parameter(u.detach().double()))
+             for p, (d, u) in _random_pairs(tiny["motion"], 4, seed=3).items()}
+    items = _items(2, seed=5, size=PARITY_SIZE, dtype=torch.float64)
+    loss, ours = _our_gradients(tiny, pairs, items, size=PARITY_SIZE)
 
     reference = ref.original_formulation(copy.deepcopy(tiny["reference"]), FRAMES, joint_unet_groupnorm=False)
     layers = mref.add_motion_lora(reference, pairs)
     latents = torch.stack([i.latents for i in items]).transpose(1, 2)  # [b, c, f, h, w]
     noise = torch.stack([i.noise for i in items]).transpose(1, 2)
     context = tiny["positive"][0][0].repeat(len(items) * FRAMES, 1, 1)
-    want = mref.training_loss(reference, mref.ddpm_scheduler(), latents, noise, torch.tensor([i.timestep for i in items]), context)
+    want = mref.training_loss(reference, mref.ddpm_scheduler(), latents, noise, torch.tensor([i.timestep for i in items]),
+                              context, dtype=torch.float64)
     want.backward()
-    assert abs(loss - want.item()) <= 1e-5 * abs(want.item())
+    assert abs(loss - want.item()) <= 1e-7 * abs(want.item())
     flat_ours = torch.cat([torch.cat([ours[p][0].flatten(), ours[p][1].flatten()]) for p in pairs])
     flat_ref = torch.cat([torch.cat([layers[p].down.grad.flatten(), layers[p].up.grad.flatten()]) for p in pairs])
-    cosine = torch.nn.functional.cosine_similarity(flat_ours, flat_ref, dim=0).item()
-    size = (flat_ours.norm() / flat_ref.norm()).item()
-    print(f"LoRA gradient cosine {cosine:.6f}, size ratio {size:.4f}")
-    assert flat_ref.norm() > 1e-3 and cosine >= 0.9999 and abs(size - 1) <= 0.02, (cosine, size)
+    error = ((flat_ours - flat_ref).norm() / flat_ref.norm()).item()
+    print(f"float64 LoRA gradients: relative error {error:.2e} (norm {flat_ref.norm().item():.4f})")
+    assert flat_ref.norm() > 1e-2 and error <= 1e-6, error
+
+    # both videos in one call (ComfyUI batches them as [2 * frames, C, h, w]) against the per-video sum above
+    for d, u in pairs.values():
+        d.grad = u.grad = None
+    batched = _one_call_gradients(tiny, pairs, items)
+    flat_batched = torch.cat([torch.cat([batched[p][0].flatten(), batched[p][1].flatten()]) for p in pairs])
+    batch_error = ((flat_batched - flat_ours).norm() / flat_ours.norm()).item()
+    print(f"two videos in one call against one call per video: relative difference {batch_error:.2e}")
+    assert batch_error <= 1e-9, batch_error
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny):

@@ -119,8 +119,10 @@ def draw_items(clips: list[LatentClip], frames: int, count: int, generator: torc
 
 
 def noise_prediction_loss(predicted: torch.Tensor, noise: torch.Tensor, elements: int) -> torch.Tensor:
-    """Sum of squared errors over `elements`: the batch's MSE when the groups of a step are added up."""
-    return F.mse_loss(predicted.float(), noise.float(), reduction="sum") / elements
+    """Sum of squared errors over `elements`: the batch's MSE when the groups of a step are added up
+    (computed in float32, or float64 for a float64 model)."""
+    dtype = torch.promote_types(predicted.dtype, torch.float32)
+    return F.mse_loss(predicted.to(dtype), noise.to(dtype), reduction="sum") / elements
 
 
 class LoRATrainer:
