@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..models import host
 from ..models.cogvideox import schedule
+from ..models.cogvideox.sampling import OFFICIAL_SAMPLERS
 from ..models.cogvideox.text import fixed_length_t5_tokens
 
 CATEGORY = "MotionKit/CogVideoX"
@@ -104,6 +105,34 @@ class MotionKitCogVideoXScheduler:
         return (schedule.sigmas_for_timesteps(sampling.sigmas, schedule.trailing_timesteps(steps), denoise),)
 
 
+class MotionKitCogVideoXSampler:
+    DESCRIPTION = ("CogVideoX's official scheduler step as a SAMPLER for SamplerCustomAdvanced / SamplerCustom: it "
+                   "evaluates the model at the sigmas' timesteps and moves the latent to t - 1000 // steps, as "
+                   "diffusers' CogVideoXDDIMScheduler / CogVideoXDPMScheduler do, so any step count reproduces the "
+                   "official loop. Give it the sigmas of CogVideoX Scheduler (MotionKit) (denoise 1).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "sampler": (list(OFFICIAL_SAMPLERS), {
+                "default": "ddim (official)",
+                "tooltip": "ddim (official): CogVideoXDDIMScheduler, deterministic. dpm (official): "
+                           "CogVideoXDPMScheduler, the stochastic DPM-Solver++(2M) the Tora and CogVideoX-5B demos "
+                           "use; its noise comes from the sampler's seed, drawn as the official pipelines draw it."}),
+        }}
+
+    RETURN_TYPES = ("SAMPLER",)
+    RETURN_NAMES = ("sampler",)
+    FUNCTION = "get_sampler"
+    CATEGORY = CATEGORY
+
+    def get_sampler(self, sampler):
+        host.require_comfyui("CogVideoX Sampler (MotionKit)")
+        from ..models.comfy_glue import cogvideox as comfy_glue
+
+        return (comfy_glue.official_sampler(sampler),)
+
+
 class MotionKitCogVideoXDynamicCFG:
     DESCRIPTION = ("CogVideoX's dynamic guidance (the pipelines' use_dynamic_cfg, recommended for 5B): the CFG scale "
                    "of the sampler grows along a cosine ramp over the steps instead of staying constant.")
@@ -151,6 +180,7 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitLoadCogVideoX": MotionKitLoadCogVideoX,
     "MotionKitCogVideoXTextEncode": MotionKitCogVideoXTextEncode,
     "MotionKitCogVideoXScheduler": MotionKitCogVideoXScheduler,
+    "MotionKitCogVideoXSampler": MotionKitCogVideoXSampler,
     "MotionKitLoadT5": MotionKitLoadT5,
     "MotionKitCogVideoXDynamicCFG": MotionKitCogVideoXDynamicCFG,
     "MotionKitCogVideoXImageToVideo": MotionKitCogVideoXImageToVideo,
@@ -159,6 +189,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadCogVideoX": "Load CogVideoX (MotionKit)",
     "MotionKitCogVideoXTextEncode": "CogVideoX Text Encode (MotionKit)",
     "MotionKitCogVideoXScheduler": "CogVideoX Scheduler (MotionKit)",
+    "MotionKitCogVideoXSampler": "CogVideoX Sampler (MotionKit)",
     "MotionKitLoadT5": "Load T5 (MotionKit)",
     "MotionKitCogVideoXDynamicCFG": "CogVideoX Dynamic CFG (MotionKit)",
     "MotionKitCogVideoXImageToVideo": "CogVideoX Image to Video (MotionKit)",

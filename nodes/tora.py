@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..models import host
+from ..models.tora.motion import POSTERIORS
 from .types import TORA, VIDEO_VAE
 from .video_vae import TILE_INPUTS
 
@@ -11,14 +12,15 @@ NONE = "none"
 
 class MotionKitLoadTora:
     DESCRIPTION = ("Loads Tora's motion-guidance fusers and trajectory extractor from models/tora: the SAT checkpoint, "
-                   "the diffusers Tora transformer, or the split fuser.safetensors + traj_extractor.safetensors "
+                   "the diffusers Tora transformer (one file, or any of its shards: the index locates the Tora tensors), or the split fuser.safetensors + traj_extractor.safetensors "
                    "(give the second one as extractor_file). The layout is detected from the keys.")
 
     @classmethod
     def INPUT_TYPES(cls):
         files = host.model_filenames("tora")
         return {"required": {
-            "tora_name": (files, {"tooltip": "A Tora file in models/tora (SAT .pt, diffusers transformer, or fuser.safetensors)."}),
+            "tora_name": (files, {"tooltip": "A Tora file in models/tora (SAT .pt, diffusers transformer or any "
+                                         "of its shards, or fuser.safetensors)."}),
             "extractor_name": ([NONE] + files, {"default": NONE,
                                                 "tooltip": "For the split layout: traj_extractor.safetensors; else none."}),
         }}
@@ -70,7 +72,8 @@ class MotionKitApplyTora:
 
 class MotionKitMotionVAEEncode:
     DESCRIPTION = ("Encodes the trajectory flow video (from Trajectories to Flow) into Tora's motion latents with the "
-                   "CogVideoX VAE, streamed in temporal chunks (and spatial tiles), scaled by 0.7 as Tora does.")
+                   "CogVideoX VAE, streamed in temporal chunks (and spatial tiles), scaled by 0.7 as Tora does; by "
+                   "default sampled from the posterior exactly as the official pipeline does with the seed.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -80,6 +83,13 @@ class MotionKitMotionVAEEncode:
                                                 "the same as the video you sample."}),
             "scaling_factor": ("FLOAT", {"default": 0.7, "min": 0.0001, "max": 10.0, "step": 0.0001,
                                          "tooltip": "Latent scale of the motion latents; Tora (CogVideoX-5B) uses 0.7."}),
+            "posterior": (list(POSTERIORS), {"default": POSTERIORS[0], "tooltip": (
+                "sample (official): draw from the VAE posterior as the official diffusers Tora pipeline does with "
+                "this seed (the same weights, flow and seed give the same motion latents); mean: the posterior "
+                "mean, no noise.")}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
+                             "tooltip": "The seed the official pipeline gets as generator=torch.Generator()"
+                                        ".manual_seed(seed); used by 'sample (official)' only."}),
             **TILE_INPUTS,
         }}
 
@@ -88,11 +98,11 @@ class MotionKitMotionVAEEncode:
     FUNCTION = "encode"
     CATEGORY = CATEGORY
 
-    def encode(self, video_vae, flow_video, scaling_factor, tile_size, tile_overlap):
+    def encode(self, video_vae, flow_video, scaling_factor, tile_size, tile_overlap, posterior=POSTERIORS[0], seed=0):
         from ..models.tora.motion import encode_motion
 
         tiles = video_vae.tile_plan(tile_size, tile_overlap, False)
-        return ({"samples": encode_motion(video_vae, flow_video, scaling_factor, tiles)},)
+        return ({"samples": encode_motion(video_vae, flow_video, scaling_factor, tiles, posterior, seed)},)
 
 
 NODE_CLASS_MAPPINGS = {"MotionKitLoadTora": MotionKitLoadTora, "MotionKitApplyTora": MotionKitApplyTora,

@@ -93,7 +93,8 @@ class MotionKitLoadTrajectories:
 class MotionKitResampleTrajectories:
     DESCRIPTION = ("One point per frame for every track. arc_length: constant speed along the drawn path, ends kept "
                    "(timed points are honoured). tora_official: exactly the official Tora point selection, which drops "
-                   "the end of a path that has more points than frames.")
+                   "the end of a path that has more points than frames. tora_app: Tora's gradio app (its 720x480 canvas "
+                   "onto the 256x256 grid, then tora_official). A one-point track stays where it is.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -131,7 +132,9 @@ class MotionKitTrajectoriesToFlow:
                 "height": ("INT", dict(_SIZE, min=0, default=0, tooltip="Video height in pixels; 0: the trajectories' canvas height.")),
                 "num_frames": _frames_input(0, "Frames of the flow video (Tora: 49)." + _FROM_TRAJECTORIES, least=0),
                 "resample_mode": (list(resample.MODES), {"default": "arc_length",
-                                                         "tooltip": "Used when the tracks are not yet one point per frame."}),
+                                                         "tooltip": "arc_length: used when the tracks are not yet one point per frame. tora_official (Tora's "
+                                                                    "CLI and .txt files) and tora_app (drawings from Tora's 720x480 app): "
+                                                                    "always applied, as the official code."}),
                 "normalize": (list(traj_flow.NORMALIZATIONS), {"default": "global", "tooltip": "global: one maximum "
                               "for the whole video (Tora's inference); per_frame: each frame by its own maximum."}),
             }
@@ -145,7 +148,7 @@ class MotionKitTrajectoriesToFlow:
     def flow(self, trajectories, width, height, num_frames, resample_mode, normalize):
         num_frames = resample.frame_count(num_frames, trajectories)
         width, height = width or trajectories.width, height or trajectories.height
-        if not (trajectories.per_frame() and trajectories.num_frames == num_frames):
+        if resample_mode != "arc_length" or not (trajectories.per_frame() and trajectories.num_frames == num_frames):
             trajectories = resample.resample(trajectories, num_frames, resample_mode, "clamp")
         video = traj_flow.trajectories_to_flow_video(trajectories, width, height, normalize,
                                                      check_interrupt=host.check_interrupt)

@@ -67,3 +67,23 @@ def official_video(pixel_tracks, frames, height, width, per_frame=False):
     else:
         rgb = flow_to_image(chw)  # one maximum over the whole clip
     return rgb.permute(0, 2, 3, 1), flow
+
+
+def official_scale_to_256(traj_list, canvas_width, canvas_height):
+    """sat/app.py scale_traj_list_to_256: the app's canvas clicks onto the 256 grid."""
+    scale_x, scale_y = 256 / canvas_width, 256 / canvas_height
+    return [[int(x * scale_x), int(y * scale_y)] for x, y in traj_list]
+
+
+def official_pixel_tracks(trajs_list, frames, height, width):
+    """process_traj up to get_flow's input: read_points_from_list (int, subsample, cut), process_points (fewer than
+    two points: [[128, 128]] * frames), then int(w * x / 256), int(h * y / 256) per track."""
+    tracks = []
+    for traj_list in trajs_list:
+        points = [(int(x), int(y)) for x, y in traj_list]
+        if len(points) > frames:
+            points = points[::len(points) // frames]
+        points = points[:frames]
+        selected = [[128, 128]] * frames if len(points) < 2 else official_select(points, frames)
+        tracks.append([[int(width * x / 256), int(height * y / 256)] for x, y in selected])
+    return tracks

@@ -302,11 +302,10 @@ def test_128_frames_sample_with_a_16_frame_module_through_context_windows(unload
 
     with pytest.raises(injection.MotionModuleError) as error:
         comfy.sample.sample(patched, noise, 1, 2.0, "euler", "normal", positive, negative, latent)
-    assert str(error.value) == (
-        "128 frames are more than the motion module 'tiny_16' (sdxl, AnimateDiff layout, for SDXL, up to 16 frames per "
-        "pass) can see at once. For long videos add ComfyUI's 'Context Windows (Manual)' node after Apply Motion "
-        "Module (context_length 16 or less, dim 0) so the KSampler samples overlapping windows, or make the latent "
-        "batch (frames) at most 16")
+    facts = (
+        '128 frames', "'tiny_16'", 'up to 16 frames', 'Context Windows (Manual)', 'context_length 16', 'at most 16',
+    )
+    assert all(fact in str(error.value) for fact in facts), str(error.value)
 
     windowed = patched.clone()
     windowed.model_options["context_handler"] = cw.IndexListContextHandler(
@@ -345,17 +344,18 @@ def test_motion_lora_given_to_module_loader_and_the_other_way_round(tmp_path):
     write_motion_lora(lora_path, tiny_motion_model(), rank=2, seed=1)
     with pytest.raises(keys.MotionFileError) as error:
         loader.load_motion_module(str(lora_path))
-    assert str(error.value) == (
-        "'v2_lora_ZoomIn.safetensors' is a MotionLoRA (AnimateDiff MotionLoRA keys), not a motion module: load it with "
-        "'Load MotionLoRA (MotionKit)' from the animatediff_motion_lora folder and connect it to Apply Motion Module's "
-        "motion_lora input")
+    facts = (
+        "'v2_lora_ZoomIn.safetensors'", 'is a MotionLoRA', 'Load MotionLoRA (MotionKit)', 'animatediff_motion_lora',
+    )
+    assert all(fact in str(error.value) for fact in facts), str(error.value)
     module_path = tmp_path / "mm_sd_v15_v2.safetensors"
     safetensors.torch.save_file(tiny_motion_model().state_dict(), str(module_path))
     with pytest.raises(keys.MotionFileError) as error:
         loader.load_motion_lora(str(module_path), 1.0)
-    assert str(error.value) == (
-        "'mm_sd_v15_v2.safetensors' is a motion module (AnimateDiff layout), not a MotionLoRA: load it with "
-        "'Load Motion Module (MotionKit)' from the animatediff_models folder")
+    facts = (
+        "'mm_sd_v15_v2.safetensors'", 'is a motion module', 'Load Motion Module (MotionKit)', 'animatediff_models',
+    )
+    assert all(fact in str(error.value) for fact in facts), str(error.value)
 
 
 def test_truncated_and_unknown_files(tmp_path):
@@ -386,11 +386,11 @@ def test_sdxl_module_on_sd15_model_is_refused():
     motion = loader.build_motion_module(sdxl_motion, "mm_sdxl_v10_beta.safetensors", dtype=torch.float32)
     with pytest.raises(injection.MotionModuleError) as error:
         injection.apply_motion_module(ref.comfy_model_patcher(4, image), motion)
-    assert str(error.value) == (
-        "the motion module 'mm_sdxl_v10_beta.safetensors' (sdxl, diffusers MotionAdapter layout, for SDXL, up to 32 "
-        "frames per pass) does not fit this SD1.5 UNet: the module has levels with channels (32, 64, 64), the UNet "
-        "(32, 32, 64, 64). Use an SD1.5 motion module (v1, v2, v3, AnimateLCM) with an SD1.5 checkpoint and an SDXL "
-        "one (mm_sdxl, HotshotXL) with an SDXL checkpoint")
+    facts = (
+        "'mm_sdxl_v10_beta.safetensors'", 'SD1.5 UNet', '(32, 64, 64)', '(32, 32, 64, 64)', 'SD1.5 motion module',
+        'SDXL checkpoint',
+    )
+    assert all(fact in str(error.value) for fact in facts), str(error.value)
 
 
 def test_image_lora_and_checkpoint_given_to_the_motion_loaders(tmp_path):
@@ -400,17 +400,18 @@ def test_image_lora_and_checkpoint_given_to_the_motion_loaders(tmp_path):
                                 str(adapter))
     with pytest.raises(keys.MotionFileError) as error:
         loader.load_motion_lora(str(adapter), 1.0)
-    assert str(error.value) == (
-        "'v3_sd15_adapter.safetensors' is an image-model LoRA (keys like "
-        "'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight'), not a MotionLoRA: load it with ComfyUI's "
-        "LoraLoader (the AnimateDiff v3 domain adapter is such a LoRA)")
+    facts = (
+        "'v3_sd15_adapter.safetensors'", 'image-model LoRA', 'LoraLoader',
+    )
+    assert all(fact in str(error.value) for fact in facts), str(error.value)
     checkpoint = tmp_path / "sd15.safetensors"
     safetensors.torch.save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 320, 3, 3)}, str(checkpoint))
     with pytest.raises(keys.MotionFileError) as error:
         loader.load_motion_module(str(checkpoint))
-    assert str(error.value) == (
-        "'sd15.safetensors' is a Stable Diffusion checkpoint (keys like 'model.diffusion_model.out.2.weight'), not a "
-        "motion module: load it with ComfyUI's Load Checkpoint and connect its MODEL to Apply Motion Module")
+    facts = (
+        "'sd15.safetensors'", 'Stable Diffusion checkpoint', 'Load Checkpoint',
+    )
+    assert all(fact in str(error.value) for fact in facts), str(error.value)
 
 
 def test_motion_lora_in_diffusers_names_maps_to_the_same_projections(tmp_path):

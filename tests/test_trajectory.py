@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.utils import flow_to_image
 
+from references.trajectory_reference import official_pixel_tracks, official_scale_to_256, official_select, official_video
 from scripts import harness
 
-from references.trajectory_reference import official_select, official_video  # noqa: E402
-
 pack = harness.import_pack()
-from motionkit.models.trajectory import data, flow, formats, preview, resample  # noqa: E402
+from motionkit.models.trajectory import control_video, data, exports, flow, formats, preview, resample  # noqa: E402
 from motionkit.nodes import trajectory as nodes  # noqa: E402
+from motionkit.nodes import trajectory_exports as export_nodes  # noqa: E402
 
 ROOT = harness.ROOT
 Track, Trajectories, TrajectoryError = data.Track, data.Trajectories, data.TrajectoryError
@@ -91,24 +92,26 @@ def test_timed_points_hold_and_interpolate():
 
 
 # ---------------------------------------------------------------- flow against the official pipeline
-def _parity_case(tracks, frames, height, width, mode, per_frame=False):
+def _parity_case(tracks, frames, height, width, mode, per_frame=False, path="auto"):
     trajectories = resample.resample(Trajectories(width, height, [Track(p, "t") for p in tracks]), frames, mode)
     pixels = flow.track_pixels(trajectories, width, height)
     ref_rgb, ref_flow = official_video(pixels.tolist(), frames, height, width, per_frame)
-    field = flow.flow_field(pixels, height, width)
-    video = flow.trajectories_to_flow_video(trajectories, width, height, "per_frame" if per_frame else "global")
+    field = flow.flow_field(pixels, height, width, path=path)
+    video = flow.trajectories_to_flow_video(trajectories, width, height, "per_frame" if per_frame else "global",
+                                            path=path)
     rgb = (video * 255).round().to(torch.uint8)
     assert torch.equal(video, rgb.float() / 255.0)
     return field, ref_flow, rgb, ref_rgb
 
 
+@pytest.mark.parametrize("path", ["windows", "banded"])
 @pytest.mark.parametrize("mode,per_frame", [("arc_length", False), ("tora_official", False), ("arc_length", True)])
-def test_flow_video_equals_official_processing(mode, per_frame):
+def test_flow_video_equals_official_processing(mode, per_frame, path):
     tracks = [[(20, 30), (120, 30), (230, 30)],           # pure horizontal: the colour wheel's seam
               [(200, 150), (120, 100), (5, 140)],          # near borders: reflect-101 folding
               [(60, 5), (60, 150), (180, 150), (60, 10)],  # vertical, then crossing the others
               [(100, 80), (100, 80)]]                      # still: zero flow
-    field, ref_flow, rgb, ref_rgb = _parity_case(tracks, 13, 160, 240, mode, per_frame)
+    field, ref_flow, rgb, ref_rgb = _parity_case(tracks, 13, 160, 240, mode, per_frame, path)
     assert (field - ref_flow).abs().max() < 1e-4
     assert (ref_flow.abs() > 0.1).any(dim=-1).sum() > 1000
     # The seam: rightward motion whose vertical component is exactly zero here and +-1e-16 in cv2.filter2D's
@@ -145,23 +148,113 @@ def test_tora_txt_end_to_end_equals_the_official_process_traj():
     assert torch.equal(rgb[~seam], ref_rgb[~seam]) and (ref_rgb != 255).any()
 
 
-def test_flow_on_a_video_smaller_than_the_kernel():
-    field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length")
+def _assert_same_video(video, pixels, frames, height, width):
+    ref_rgb, ref_flow = official_video(pixels, frames, height, width)
+    field = flow.flow_field(torch.tensor(pixels), height, width)
+    assert (field - ref_flow).abs().max() < 1e-4
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    rgb = (video * 255).round().to(torch.uint8)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam])
+    return ref_rgb
+
+
+def test_tora_app_drawing_gives_the_apps_flow_video():
+    # clicks on the app's 720x480 canvas (ints, as gradio's evt.index): a short path and one longer than the video
+    rng = np.random.default_rng(5)
+    short = [(15, 460), (300, 250), (719, 479), (400, 10)]
+    long = [tuple(int(v) for v in p) for p in rng.integers(0, [720, 480], (70, 2))]
+    drawn = Trajectories(720, 480, [Track(list(short), "a"), Track(list(long), "b"), Track([(360, 200)], "anchor")])
+    video = nodes.MotionKitTrajectoriesToFlow().flow(drawn, 720, 480, 49, "tora_app", "global")[0]
+    pixels = official_pixel_tracks([official_scale_to_256(t, 720, 480) for t in (short, long, [(360, 200)])],
+                                   49, 480, 720)
+    ref_rgb = _assert_same_video(video, pixels, 49, 480, 720)
+    assert (ref_rgb != 255).any()
+
+
+@pytest.mark.parametrize("track", [[(200, 100), (256, 100)], [(10, 250), (60, 256)], [(256, 256), (3, 3)]])
+def test_tora_official_points_on_the_canvas_edge_interpolate_first(track):
+    # Tora's .txt canvas is 256x256: a point at 256 is on its edge; the official code interpolates from it
+    loaded = Trajectories(256, 256, [Track(list(track), "edge"), Track([(30, 40), (120, 90)], "inside")])
+    frames, height, width = 13, 96, 128
+    expected = official_pixel_tracks([track, [(30, 40), (120, 90)]], frames, height, width)
+    trajectories = resample.resample(loaded, frames, "tora_official")
+    assert flow.track_pixels(trajectories, width, height).tolist() == expected
+    if track[0] == (256, 256):  # the first source lies past the edge: officially an IndexError; clamped here
+        with pytest.raises(IndexError):
+            official_video(expected, frames, height, width)
+        assert flow.flow_sources(torch.tensor(expected), width, height).x.max() == width - 1
+        return
+    video = nodes.MotionKitTrajectoriesToFlow().flow(loaded, width, height, frames, "tora_official", "global")[0]
+    _assert_same_video(video, expected, frames, height, width)
+
+
+def test_negative_coordinates_are_clamped_where_the_official_code_wraps_around(caplog):
+    loaded = Trajectories(256, 256, [Track([(-40, 100), (100, 100)], "left")])
+    with caplog.at_level(logging.WARNING, logger="MotionKit"):
+        trajectories = resample.resample(loaded, 9, "tora_official")
+        sources = flow.flow_sources(flow.track_pixels(trajectories, 128, 96), 128, 96)
+    assert trajectories.tracks[0].points[0] == (-40, 100)  # kept for the selection, as officially
+    assert "kept for the official selection" in caplog.text and "clamped to its edge" in caplog.text
+    assert sources.x.min() == 0  # officially index -20 would write at column 108 of the 128
+
+
+@pytest.mark.parametrize("path", ["windows", "banded"])
+def test_flow_on_a_video_smaller_than_the_kernel(path):
+    field, ref_flow, rgb, ref_rgb = _parity_case([[(3, 3), (30, 20)], [(35, 2), (1, 22)]], 6, 24, 40, "arc_length",
+                                                 path=path)
     assert (field - ref_flow).abs().max() < 1e-4
     seam = (field[..., 1] == 0) & (field[..., 0] > 0)
     assert torch.equal(rgb[~seam], ref_rgb[~seam])
 
 
-@pytest.mark.parametrize("height,width", [(2, 2), (5, 7), (3, 60), (49, 51)])
-def test_kernels_larger_than_the_video_fold_like_opencv(height, width):
+@pytest.mark.parametrize("path", ["windows", "banded"])
+@pytest.mark.parametrize("height,width", [(2, 2), (5, 7), (3, 60), (49, 51), (130, 50)])
+def test_kernels_larger_than_the_video_fold_like_opencv(height, width, path):
     pixels = torch.tensor([[[0, 0], [width - 1, height - 1], [width // 2, height // 2]]])
     reference = official_video(pixels.tolist(), 3, height, width)[1]
-    assert ((flow.flow_field(pixels, height, width) - reference).abs() <= 1e-6 * reference.abs().max()).all()
+    field = flow.flow_field(pixels, height, width, path=path)
+    assert ((field - reference).abs() <= 1e-6 * reference.abs().max()).all()
+
+
+def test_many_tracks_choose_the_banded_path_and_match_the_official_pipeline():
+    # 300 tracks crossing a 120x200 video: the later frames take the banded path (cheaper than 300 windows each)
+    rng = np.random.default_rng(3)
+    starts, ends = rng.uniform(0, [199, 119], (300, 2)), rng.uniform(0, [199, 119], (300, 2))
+    drawn = Trajectories(200, 120, [Track([tuple(a), tuple(b)], "t") for a, b in zip(starts, ends)])
+    trajectories = resample.resample(drawn, 5)
+    pixels = flow.track_pixels(trajectories, 200, 120)
+    sources = flow.flow_sources(pixels, 200, 120)
+    smoothed = flow.smoothed_flow(sources, 5, 120, 200)
+    assert sorted(smoothed.blocks) == [1, 2, 3, 4] and smoothed.sparse[0].numel() == 0
+    ref_rgb, ref_flow = official_video(pixels.tolist(), 5, 120, 200)
+    assert (smoothed.dense() - ref_flow).abs().max() < 1e-4
+    video = flow.trajectories_to_flow_video(trajectories, 200, 120)
+    rgb = (video * 255).round().to(torch.uint8)
+    field = smoothed.dense()
+    seam = (field[..., 1] == 0) & (field[..., 0] > 0)
+    assert torch.equal(rgb[~seam], ref_rgb[~seam])
+    # per frame, the path of lower estimated cost: a frame of 2 sources in a large video takes the windows
+    few_pixels = flow.track_pixels(resample.resample(Trajectories(720, 480, drawn.tracks[:2]), 5), 720, 480)
+    few = flow.smoothed_flow(flow.flow_sources(few_pixels, 720, 480), 5, 480, 720)
+    sources = flow.flow_sources(few_pixels, 720, 480)
+    for f in range(1, 5):
+        x, y, _ = sources.of_frame(f)
+        windows = flow._window_cost(x.numel(), 99) <= flow._banded_cost(y, 480, 720, 49)
+        assert (f in few.blocks) != windows
 
 
 def test_frame_zero_and_still_tracks_are_white():
     video = flow.trajectories_to_flow_video(resample.resample(_set([(10, 10), (10, 10)]), 5), 240, 160)
     assert torch.equal(video, torch.ones(5, 160, 240, 3))
+
+
+def test_colorize_equals_flow_to_image_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    u, v = torch.randn(20000, generator=generator) * 3, torch.randn(20000, generator=generator) * 3
+    u[::7], v[::7], v[::11], u[::13] = 0, 0, 0, -1e-30  # zero flow, the seam, a tiny negative
+    expected = flow_to_image(torch.stack([u, v]).view(1, 2, 1, -1))[0, :, 0].T
+    ours = flow.colorize(u, v, (u * u + v * v).sqrt().max(), flow.middlebury_colorwheel())
+    assert torch.equal(ours, expected)
 
 
 def test_colorwheel_is_torchvisions():
@@ -186,6 +279,10 @@ def _flow_of(trajectories, frames=9):
     return nodes.MotionKitTrajectoriesToFlow().flow(trajectories, 240, 160, frames, "arc_length", "global")[0]
 
 
+def _exported():
+    return _set([(10, 10), (200, 100)], [(50, 60)])
+
+
 _DRAWN = Trajectories(720, 480, [Track([(1, 2), (30, 40)], "a")]).to_json()
 
 
@@ -197,8 +294,8 @@ def _v2(fields):
 
 BAD_INPUT = [
     # (case, action, expected error text or None for a documented clamp checked in the test)
-    ("empty track", lambda: _flow_of(_set([], [(1, 1), (5, 5)])), "track 1 ('t0') is empty; give it at least two points or delete it"),
-    ("single-point track", lambda: _flow_of(_set([(3, 4)])), "track 1 ('t0') has a single point; a trajectory needs at least two points"),
+    ("empty track", lambda: _flow_of(_set([], [(1, 1), (5, 5)])), "track 1 ('t0') is empty; give it at least one point"),
+    ("single-point track", None, None),
     ("NaN coordinate", lambda: formats.parse_trajectories("[[1, 2], [NaN, 4]]"), "point 2 is (nan, 4.0); coordinates must be finite numbers"),
     ("huge coordinate", lambda: formats.parse_trajectories("[[1, 2], [1e9, 4]]"), "coordinates beyond 16384 pixels are not accepted"),
     ("outside the canvas, error mode", lambda: resample.resample(_set([(1, 2), (300, -5)]), 5, "arc_length", "error"),
@@ -216,6 +313,13 @@ BAD_INPUT = [
      "track 1, point 2: expected a point {\"x\": .., \"y\": ..}, got {\"x\": 3}"),
     ("malformed point lines", lambda: formats.parse_trajectories("1,2\n3;4;5\n"), "the text breaks at line 2: '3;4;5' is not 'x,y'"),
     ("empty text", lambda: formats.parse_trajectories("  "), "the text is empty"),
+    ("10,000-deep nested JSON", lambda: formats.parse_trajectories("[" * 10000 + "]" * 10000),
+     "text: the text nests lists/objects too deeply to read"),
+    ("10,000-deep nested seed points", lambda: formats.parse_points("[" * 10000 + "]" * 10000, "seed_points"),
+     "seed_points: the text nests lists/objects too deeply to read"),
+    ("900-deep nested MotionKit JSON", lambda: formats.parse_trajectories(
+        '{"format": "motionkit.trajectories", "version": 1, "canvas": {"width": 9, "height": 9}, "tracks": [{"points": '
+        + "[" * 900 + "]" * 900 + "}]}"), "text: "),
     ("unsupported JSON version", lambda: formats.parse_trajectories('{"format": "motionkit.trajectories", "version": 7}'),
      "trajectory JSON version 7 is not supported; this MotionKit reads versions 1 and 2"),
     ("Draw: width 0", lambda: nodes.MotionKitDrawTrajectories().draw(0, 480, 49, _DRAWN),
@@ -235,6 +339,19 @@ BAD_INPUT = [
     ("start_frame not an integer", lambda: _v2({"start_frame": 1.5}), "tracks[0].start_frame must be a frame index (an integer), got 1.5"),
     ("frames and start_frame", lambda: _v2({"frames": [0, 4], "start_frame": 2}),
      "has both per-point frames and start_frame/end_frame; keep one"),
+    # the export nodes' inputs
+    ("colour not a colour", lambda: export_nodes.MotionKitTrajectoriesToControlVideo().render(
+        _exported(), 64, 48, 5, "shapes", "circle", 4.0, "#12345", "#000000"), "colour: '#12345' is not a colour"),
+    ("background not a colour", lambda: export_nodes.MotionKitTrajectoriesToControlVideo().render(
+        _exported(), 64, 48, 5, "shapes", "circle", 4.0, "white", "night"), "background: 'night' is not a colour"),
+    ("size 0", lambda: export_nodes.MotionKitTrajectoriesToControlVideo().render(
+        _exported(), 64, 48, 5, "shapes", "circle", 0.0, "white", "black"), "size: 0.0; give the shape's radius"),
+    ("unknown control mode", lambda: control_video.trajectories_to_control_video(_exported(), 64, 48, 5, "vace"),
+     "mode: 'vace' is not one of shapes, easyanimate_v5.1"),
+    ("unknown shape", lambda: control_video.trajectories_to_control_video(_exported(), 64, 48, 5, "shapes", "star"),
+     "shape: 'star' is not one of circle, square"),
+    ("Wan length 1", lambda: exports.wan_ati_tracks(_exported(), 64, 48, 1), "length: 1 frames; WanTrackToVideo needs at least 2"),
+    ("export size 0", lambda: exports.spline_coordinates(_exported(), 0, 48, 5), "width/height: the video is 0x48"),
     ("outside the canvas, clamp mode", None, None),
     ("more tracks than colours", None, None),
 ]
@@ -247,6 +364,11 @@ def test_bad_input_table(case, action, message, caplog):
             out = resample.resample(_set([(1, 2), (300, -5)]), 3)
         assert out.tracks[0].points == [(1, 2), (120, 1), (239, 0)]
         assert "clamped to the canvas edge" in caplog.text
+        return
+    if case == "single-point track":  # documented: an anchor, the object stays there
+        anchored = _set([(3, 4)], [(10, 10), (200, 100)])
+        assert _flow_of(anchored).shape == (9, 160, 240, 3)
+        assert resample.resample(anchored, 4).tracks[0].points == [(3, 4)] * 4
         return
     if case == "more tracks than colours":  # there is no colour limit: every track gets its own colour
         many = _set(*[[(5 + 10 * i, 5), (5 + 10 * i, 100)] for i in range(20)])

@@ -103,5 +103,20 @@ def test_tracking_bad_input(kwargs, message):
 
 
 def test_one_frame_is_refused():
-    with pytest.raises(TrajectoryError, match=r"images: expected a batch of at least 2 frames"):
+    with pytest.raises(TrajectoryError, match=r"images: expected a video of at least 2 frames"):
         tracking.tracks_from_video(_clip()[:1], "grid")
+
+
+def test_trajectory_error_of_a_one_frame_video_names_the_video_input():
+    requested = data.Trajectories(200, 120, [data.Track([(50, 60), (90, 60)], "a")])
+    with pytest.raises(TrajectoryError) as error:
+        nodes.MotionKitTrajectoryError().measure(_clip()[:1], requested, 21, 3, 1.0)
+    message = str(error.value)
+    assert message.startswith("images:") and "(1, 120, 200, 3)" in message and "trajectories" not in message
+
+
+def test_trajectory_error_with_an_anchor_is_zero_on_a_still_video():
+    still = _clip(speed=0)
+    requested = data.Trajectories(200, 120, [data.Track([(80, 60)], "anchor")])
+    mean, per_frame, tracked = tracking.trajectory_error(still, requested)
+    assert mean < 0.05 and tracked.tolist() == [1] * FRAMES

@@ -47,9 +47,19 @@ class CogVideoXFormatError(MotionKitError):
     pass
 
 
+SHARD_NAME = re.compile(r"^(.*)-(\d{5})-of-(\d{5})(\.[a-z]+)$")
+"""diffusers/transformers shard names: <stem>-00001-of-00003<ext>, indexed by <stem><ext>.index.json."""
+
+
+def shard_index_path(path: str) -> str | None:
+    """The index file of the shards `path` belongs to (diffusers' "weight_map"), or None if `path` is no shard."""
+    match = SHARD_NAME.match(os.path.basename(path))
+    return os.path.join(os.path.dirname(path), match.group(1) + match.group(4) + ".index.json") if match else None
+
+
 def shard_paths(path: str) -> list[str]:
     """All shards of a diffusers checkpoint that `path` belongs to (just `path` if it is not a shard)."""
-    match = re.match(r"^(.*)-(\d{5})-of-(\d{5})(\.[a-z]+)$", os.path.basename(path))
+    match = SHARD_NAME.match(os.path.basename(path))
     if not match:
         return [path]
     stem, _index, total, ext = match.groups()

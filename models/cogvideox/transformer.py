@@ -158,7 +158,12 @@ class CogVideoXAdaNormZero(nn.Module):
 
 
 class CogVideoXAttention(nn.Module):
-    """Full self-attention over [text; video] with per-head LayerNorm on q and k and RoPE on video."""
+    """Full self-attention over [text; video] with per-head LayerNorm on q and k and RoPE on video.
+
+    `forward` is the plain path. The blocks call `project` and `attend` with `heads_per_chunk` instead:
+    the same per-head operations, a group of heads at a time, so only one group's normalization and
+    RoPE temporaries (RoPE runs in float32) are alive next to q, k and v.
+    """
 
     def __init__(self, dim: int, heads: int, head_dim: int, device=None, dtype=None, operations=nn):
         super().__init__()
@@ -181,17 +186,47 @@ class CogVideoXAttention(nn.Module):
             k = torch.cat([k[:, :, :text_length], apply_rope(k[:, :, text_length:], cos, sin)], dim=2)
         return self.to_out[0](host.attention(q, k, v, self.heads))
 
+    def project(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v as [B, N, heads, head_dim]."""
+        b, n, _ = tokens.shape
+        return tuple(proj(tokens).reshape(b, n, self.heads, -1) for proj in (self.to_q, self.to_k, self.to_v))
+
+    def attend(self, q, k, v, text_length: int, rope, heads_per_chunk: int) -> torch.Tensor:
+        """`forward` after `project`, `heads_per_chunk` heads at a time; q and k are normalized in place."""
+        b, n, heads, head_dim = q.shape
+        out = torch.empty((b, n, heads * head_dim), dtype=v.dtype, device=v.device)
+        rope = None if rope is None else tuple(r[:, None, :] for r in rope)  # [N, 1, D]: broadcast over heads
+        for start in range(0, heads, heads_per_chunk):
+            group = slice(start, min(start + heads_per_chunk, heads))
+            for x, norm in ((q, self.norm_q), (k, self.norm_k)):
+                x[:, :, group] = norm(x[:, :, group])
+                if rope is not None:
+                    x[:, text_length:, group] = apply_rope(x[:, text_length:, group], *rope)
+            width = group.stop - group.start
+            out[:, :, group.start * head_dim:group.stop * head_dim] = host.attention(
+                q[:, :, group].transpose(1, 2), k[:, :, group].transpose(1, 2), v[:, :, group].transpose(1, 2), width)
+        return self.to_out[0](out)
+
 
 class CogVideoXFeedForward(nn.Module):
-    """Linear -> tanh-GELU -> Linear (diffusers names: net.0.proj, net.2)."""
+    """Linear -> tanh-GELU -> Linear (diffusers names: net.0.proj, net.2).
+
+    With `tokens_per_chunk`, token chunks go through one after the other into one output (the
+    feed-forward acts on each token alone): the 4x-wide hidden layer exists for one chunk at a time."""
 
     def __init__(self, dim: int, inner: int, device=None, dtype=None, operations=nn):
         super().__init__()
         self.net = nn.ModuleList([_Proj(dim, inner, device, dtype, operations), nn.Identity(),
                                   operations.Linear(inner, dim, device=device, dtype=dtype)])
 
-    def forward(self, x):
-        return self.net[2](F.gelu(self.net[0].proj(x), approximate="tanh"))
+    def forward(self, x, tokens_per_chunk: int | None = None):
+        if tokens_per_chunk is None:
+            return self.net[2](F.gelu(self.net[0].proj(x), approximate="tanh"))
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        for start in range(0, flat.shape[0], tokens_per_chunk):
+            out[start:start + tokens_per_chunk] = self.forward(flat[start:start + tokens_per_chunk])
+        return out.reshape(x.shape)
 
 
 class _Proj(nn.Module):
@@ -201,7 +236,13 @@ class _Proj(nn.Module):
 
 
 class CogVideoXBlock(nn.Module):
-    """One expert-adaLN block: modulated attention, then modulated feed-forward, both gated."""
+    """One expert-adaLN block: modulated attention, then modulated feed-forward, both gated.
+
+    Memory: each input of a stage is dropped as soon as the next one exists; attention runs
+    HEADS_PER_CHUNK heads and the feed-forward TOKENS_PER_CHUNK tokens at a time (bench/tora.py --trace)."""
+
+    HEADS_PER_CHUNK = 4
+    TOKENS_PER_CHUNK = 8192
 
     def __init__(self, dim: int, heads: int, head_dim: int, time_dim: int, eps: float,
                  device=None, dtype=None, operations=nn):
@@ -216,11 +257,20 @@ class CogVideoXBlock(nn.Module):
         n_x, n_text, gate, t_gate = self.norm1(x, text, temb)
         if video_hook is not None:
             n_x = video_hook(n_x)
-        attended = self.attn1(torch.cat([n_text, n_x], dim=1), text_length, rope)
+        tokens = torch.cat([n_text, n_x], dim=1)
+        del n_x, n_text
+        q, k, v = self.attn1.project(tokens)
+        del tokens
+        attended = self.attn1.attend(q, k, v, text_length, rope, self.HEADS_PER_CHUNK)
+        del q, k, v
         x = x + gate * attended[:, text_length:]
         text = text + t_gate * attended[:, :text_length]
+        del attended
         n_x, n_text, gate, t_gate = self.norm2(x, text, temb)
-        fed = self.ff(torch.cat([n_text, n_x], dim=1))
+        tokens = torch.cat([n_text, n_x], dim=1)
+        del n_x, n_text
+        fed = self.ff(tokens, self.TOKENS_PER_CHUNK)
+        del tokens
         return x + gate * fed[:, text_length:], text + t_gate * fed[:, :text_length]
 
 

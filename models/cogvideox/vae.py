@@ -8,18 +8,20 @@ first chunk takes the odd frame as well), the encoder walks the frames in chunks
 8 (the first takes the remainder). Group norms and the temporal up/downsamplers see
 one chunk at a time, so this chunking *is* the official output.
 
-The causal state (the last frames each causal convolution saw) is a plain dict passed
+The causal state (the last frames each causal convolution saw) is a StreamState passed
 through `decode_step` / `encode_step`; nothing is stored on the modules.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-State = dict
+if TYPE_CHECKING:
+    from ..video_vae.stream import StreamState as State
 
 
 @dataclass
@@ -64,11 +66,11 @@ class CogVideoXCausalConv3d(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, state: State) -> torch.Tensor:
         if self.time_pad:
-            previous = state.get(self.state_key)
+            previous = state.frames.get(self.state_key)
             if previous is None:
                 previous = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
             x = torch.cat([previous.to(x.dtype), x], dim=2)
-            state[self.state_key] = x[:, :, -self.time_pad:].clone()
+            state.frames[self.state_key] = x[:, :, -self.time_pad:].clone()
         return self.conv(x)
 
 
@@ -287,6 +289,9 @@ class CogVideoXVAE(torch.nn.Module):
         return frames
 
     # -- one chunk
+    def decode_window(self, start: int, end: int, total: int) -> tuple[int, int]:
+        return start, end
+
     def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Latent chunk (unscaled) -> image chunk in -1..1, updating the causal state."""
         return self.decoder(z, state)
@@ -294,3 +299,7 @@ class CogVideoXVAE(torch.nn.Module):
     def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         """Image chunk in -1..1 -> latent mean chunk (unscaled), updating the causal state."""
         return self.encoder(x, state)[:, : self.cfg.latent_channels]
+
+    def encode_posterior_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
+        """Image chunk in -1..1 -> the posterior's moments [mean | logvar] (2 x latent channels, unscaled)."""
+        return self.encoder(x, state)

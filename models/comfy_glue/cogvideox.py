@@ -16,6 +16,7 @@ import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.model_sampling
+import comfy.samplers
 import comfy.sd
 import comfy.supported_models_base
 import comfy.text_encoders.sd3_clip
@@ -23,7 +24,7 @@ import comfy.utils
 import torch
 
 from .. import host, model_file
-from ..cogvideox import keys
+from ..cogvideox import keys, sampling
 from ..cogvideox.transformer import CogVideoXTransformer
 
 log = logging.getLogger("MotionKit")
@@ -210,6 +211,28 @@ def load_t5(path: str):
         raise ValueError(f"{source} does not fill the T5 encoder read from its shapes ({config}): missing "
                          f"{missing[:8]}, unexpected {unexpected[:8]}")
     return clip
+
+
+# ---------------------------------------------------------------- the official DDIM / DPM steps
+def official_sampler(name: str):
+    """A core SAMPLER (comfy.samplers.KSAMPLER) that steps as the official scheduler `name` does."""
+    step = sampling.OFFICIAL_SAMPLERS[name]
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        model_sampling = model.inner_model.inner_model.model_sampling
+        if not isinstance(model_sampling, CogVideoXModelSampling):
+            raise sampling.CogVideoXSamplerError(
+                f"CogVideoX Sampler (MotionKit) ({name}) steps CogVideoX's own schedule; the sampled model is a "
+                f"{type(model.inner_model.inner_model).__name__}: use a core sampler for it, or load a CogVideoX "
+                f"model with Load CogVideoX (MotionKit)")
+
+        def timestep_of(sigma):
+            return int(round(float(model_sampling.timestep(sigma.reshape(1)).item())))
+
+        return step(model, x, sigmas, extra_args, callback, disable,
+                    alphas_cumprod=cogvideox_alphas_cumprod(model_sampling.snr_shift_scale), timestep_of=timestep_of)
+
+    return comfy.samplers.KSAMPLER(sample)
 
 
 # ---------------------------------------------------------------- dynamic CFG

@@ -8,24 +8,20 @@ every norm is per frame and every convolution causal), the encoder takes the fir
 frame alone and then 4 frames at a time. Each causal convolution pads the very first
 chunk by repeating its first frame and later chunks with the previous chunk's last frames;
 each temporal upsampler leaves the first chunk's single frame alone and doubles the frames
-of later chunks. That state is a dict passed through the calls, never kept on modules
+of later chunks. That state is a StreamState passed through the calls, never kept on modules
 (diffusers keeps it on the modules as `prev_features` and must clear it after each call).
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-State = dict
-
-ZERO_PADDING = "temporal zero padding"
-"""State key: when set, every temporal convolution pads one zero frame on each side instead of
-padding causally (official padding modes 1 and 2 of the slice VAEs V3/V4)."""
-DOUBLE_ALL = "temporal upsampling of every frame"
-"""State key: when set, the temporal upsamplers double every frame (True) or none (False)."""
+if TYPE_CHECKING:
+    from ..video_vae.stream import StreamState as State
 
 SPATIAL_DOWN, SPATIOTEMPORAL_DOWN = "SpatialDownBlock3D", "SpatialTemporalDownBlock3D"
 SPATIAL_UP, SPATIOTEMPORAL_UP = "SpatialUpBlock3D", "SpatialTemporalUpBlock3D"
@@ -85,14 +81,36 @@ def causal_conv3d(operations):
             self.time_pad, self.time_stride, self.state_key = kernel_size - 1, stride[0], ""
             self.upsample = upsample
 
+        def forward_plain(self, x: torch.Tensor, state: State) -> torch.Tensor:
+            """The causal convolution as the papers state it (MAGVIT-v2, Yu et al. 2023, sec. 3.1; EasyAnimate's
+            slice VAE): pad the chunk in time, before it, with the previous chunk's last frames (the clip's first
+            frame repeated at its very start), or with one zero frame on each side in the zero-padding mode;
+            convolve; keep the padded input's last frames for the next chunk. `forward` is the same operation
+            computed one output frame at a time and in place (a test checks that the two are equal)."""
+            if state.zero_padding:
+                zero = x.new_zeros((*x.shape[:2], 1, *x.shape[3:]))
+                padded = torch.cat([zero, x, zero], dim=2)
+            else:
+                previous = state.frames.pop(self.state_key, None)
+                if previous is None:
+                    head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+                else:  # a stride-2 convolution reads one frame fewer of the previous chunk
+                    head = previous[:, :, previous.shape[2] - (self.time_pad - (self.time_stride == 2)):]
+                padded = torch.cat([head, x], dim=2)
+                state.frames[self.state_key] = padded[:, :, padded.shape[2] - self.time_pad:].clone()
+            if self.upsample:
+                padded = F.interpolate(padded, scale_factor=(1, 2, 2), mode="nearest")
+            return super().forward(padded)
+
         def forward(self, x: torch.Tensor, state: State, consume: bool = False) -> torch.Tensor:
-            """`consume`: the caller no longer needs `x`, so a same-shape output may be written over
+            """`forward_plain`, one output frame at a time: the padded (and upsampled) chunk is never made
+            whole. `consume`: the caller no longer needs `x`, so a same-shape output may be written over
             it (each frame once no later output frame reads it)."""
             tail = None
-            if state.get(ZERO_PADDING):  # one zero frame on each side, nothing carried
+            if state.zero_padding:  # one zero frame on each side, nothing carried (official padding modes 1, 2)
                 head = tail = x.new_zeros((*x.shape[:2], 1, *x.shape[3:]))
             else:
-                previous = state.pop(self.state_key, None)
+                previous = state.frames.pop(self.state_key, None)
                 if previous is None:  # the very first chunk: repeat its first frame
                     head = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
                 else:  # later chunks: the previous chunk's last frames (one fewer for a stride-2 conv)
@@ -151,7 +169,7 @@ def causal_conv3d(operations):
 
         def _carry(self, state: State, carried: torch.Tensor | None, x: torch.Tensor, from_x: int) -> None:
             tail = x[:, :, x.shape[2] - from_x:]
-            state[self.state_key] = torch.cat([tail] if carried is None else [carried, tail], dim=2)  # a copy
+            state.frames[self.state_key] = torch.cat([tail] if carried is None else [carried, tail], dim=2)  # a copy
 
     return MagvitCausalConv3d
 
@@ -218,13 +236,13 @@ class MagvitUpsampler3D(torch.nn.Module):
         x = self.conv(x, state)
         if not self.temporal:
             return x
-        if DOUBLE_ALL in state:  # V3/V4: the chunk's mode says
-            return self._double(x) if state[DOUBLE_ALL] else x
+        if state.double_frames is not None:  # V3/V4: the chunk's mode says
+            return self._double(x) if state.double_frames else x
         if self.first_frame_apart:  # V2 slices: the slice's first frame stands alone, the others double
             return torch.cat([x[:, :, :1], self._double(x[:, :, 1:])], dim=2) if x.shape[2] > 1 else x
-        if self.state_key in state:  # V5 stream: the clip's first chunk stands alone, later chunks double
+        if self.state_key in state.upsampled:  # V5 stream: the clip's first chunk stands alone, later chunks double
             return self._double(x)
-        state[self.state_key] = True
+        state.upsampled.add(self.state_key)
         return x
 
 
@@ -354,7 +372,7 @@ class MagvitDecoder(torch.nn.Module):
         several frames goes on one frame at a time: the same frames, with the full-resolution
         activations of one frame alive instead of the chunk's."""
         split = (self.per_frame and not self.first_frame_apart
-                 and ZERO_PADDING not in state and DOUBLE_ALL not in state)
+                 and not state.zero_padding and state.double_frames is None)
         for n in range(first_level, len(self.up_blocks)):
             if split and h.shape[2] > 1:
                 return torch.cat([self._up(h[:, :, t:t + 1], state, n) for t in range(h.shape[2])], dim=2)
@@ -405,6 +423,9 @@ class MagvitVAE(torch.nn.Module):
         """The causal encoder takes 1 + k * temporal_ratio frames; later frames are dropped."""
         return 1 + (frames - 1) // self.cfg.temporal_ratio * self.cfg.temporal_ratio
 
+    def decode_window(self, start: int, end: int, total: int) -> tuple[int, int]:
+        return start, end
+
     def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z), state)
 
@@ -442,18 +463,18 @@ class MagvitSliceVAE(MagvitVAE):
         return frames
 
     def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
-        state.clear()  # every slice starts afresh, and keeps nothing afterwards
+        state.reset()  # every slice starts afresh, and keeps nothing afterwards
         try:
             return super().decode_step(z, state, chunk)
         finally:
-            state.clear()
+            state.reset()
 
     def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
-        state.clear()
+        state.reset()
         try:
             return super().encode_step(x, state, chunk)
         finally:
-            state.clear()
+            state.reset()
 
 
 class MagvitSliceCompressionVAE(MagvitSliceVAE):
@@ -488,9 +509,7 @@ class MagvitSliceCompressionVAE(MagvitSliceVAE):
         return 1 if index == 0 and n == 1 else n * self.cfg.temporal_ratio
 
     def _slice_state(self, state: State, double: bool) -> None:
-        state.clear()
-        state[ZERO_PADDING] = True
-        state[DOUBLE_ALL] = double
+        state.reset(zero_padding=True, double_frames=double)
 
     def decode_step(self, z: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         start, end, total = chunk
@@ -500,14 +519,14 @@ class MagvitSliceCompressionVAE(MagvitSliceVAE):
         try:
             return self.decoder(self.post_quant_conv(z), state, keep=(start - low, end - start))
         finally:
-            state.clear()
+            state.reset()
 
     def encode_step(self, x: torch.Tensor, state: State, chunk=None) -> torch.Tensor:
         self._slice_state(state, double=False)
         try:
             return self.quant_conv(self.encoder(x, state))[:, : self.cfg.latent_channels]
         finally:
-            state.clear()
+            state.reset()
 
 
 class MagvitCacheCompressionVAE(MagvitSliceCompressionVAE):
@@ -529,5 +548,5 @@ class MagvitCacheCompressionVAE(MagvitSliceCompressionVAE):
         if chunk[2] == 1:
             self._slice_state(state, double=False)
         else:
-            state[DOUBLE_ALL] = True
+            state.double_frames = True
         return self.decoder(self.post_quant_conv(z), state)

@@ -36,16 +36,23 @@ class ToraFuser(nn.Module):
         c = m.shape[1]
         return m.reshape(bt // frames, h, w, c, frames).permute(0, 4, 3, 1, 2).reshape(bt, c, h, w)
 
-    def forward(self, h: torch.Tensor, flow: torch.Tensor, frames: int, strength: float = 1.0) -> torch.Tensor:
-        """h [(B T), dim, H, W] video tokens, flow [(B T), flow_channels, H, W] -> h + strength * (GN(h) gamma + beta)."""
-        flow = flow.to(h.dtype)
-        gamma = self._modulation(self.flow_gamma_spatial, self.flow_gamma_temporal, flow, frames)
-        beta = self._modulation(self.flow_beta_spatial, self.flow_beta_temporal, flow, frames)
+    def modulation(self, flow: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """gamma and beta [(B T), dim, H, W] from the flow features [(B T), flow_channels, H, W]."""
+        return (self._modulation(self.flow_gamma_spatial, self.flow_gamma_temporal, flow, frames),
+                self._modulation(self.flow_beta_spatial, self.flow_beta_temporal, flow, frames))
+
+    def fuse(self, h: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """h + strength * (GroupNorm(h) gamma + beta); per (B T) sample, so any run of frames can go alone."""
         norm = self.flow_cond_norm
         precise = torch.promote_types(h.dtype, torch.float32)  # GroupNorm in at least float32 (official FloatGroupNorm)
         normed = F.group_norm(h.to(precise), norm.num_groups, norm.weight.to(h.device, precise),
                               norm.bias.to(h.device, precise), norm.eps).to(h.dtype)
         return h + strength * (normed * gamma + beta)
+
+    def forward(self, h: torch.Tensor, flow: torch.Tensor, frames: int, strength: float = 1.0) -> torch.Tensor:
+        """h [(B T), dim, H, W] video tokens, flow [(B T), flow_channels, H, W] -> h + strength * (GN(h) gamma + beta)."""
+        gamma, beta = self.modulation(flow.to(h.dtype), frames)
+        return self.fuse(h, gamma, beta, strength)
 
 
 class ToraModel(nn.Module):

@@ -25,11 +25,37 @@ def check_flow_video(frames: int, height: int, width: int) -> None:
                                 f"frame count and size of the video you sample")
 
 
-def encode_motion(vae, flow_video: torch.Tensor, scaling_factor: float = TORA_SCALING_FACTOR, tiles=None) -> torch.Tensor:
-    """IMAGE [F,H,W,3] flow video -> motion latents [1,16,(F-1)/4+1,H/8,W/8] times `scaling_factor`.
+POSTERIOR_SAMPLE = "sample (official)"
+POSTERIOR_MEAN = "mean"
+POSTERIORS = (POSTERIOR_SAMPLE, POSTERIOR_MEAN)
+"""Motion VAE Encode's `posterior` choices: the official pipeline's seeded sample, or the posterior mean."""
+
+
+def sample_posterior(moments: torch.Tensor, seed: int, scaling_factor: float, device=None) -> torch.Tensor:
+    """The official diffusers Tora pipeline's motion latents from the VAE posterior's moments [B, 2C, T, h, w].
+
+    ToraPipeline.prepare_latents (alibaba/Tora, diffusers-version/tora/t2v_pipeline.py) takes
+    `vae.encode(flow).latent_dist.sample(generator)` with `generator = torch.Generator().manual_seed(seed)`
+    before it draws the initial noise: so the flow's noise is the generator's first draw, made on the
+    CPU in the moments' dtype (the VAE's), then moved to the VAE's device, where diffusers'
+    DiagonalGaussianDistribution computes mean + exp(clamp(logvar, -30, 20) / 2) * noise; the pipeline
+    then multiplies by the scaling factor in the same dtype. Done here in that order, on `device`.
+    """
+    moments = moments.to(device) if device is not None else moments
+    mean, logvar = torch.chunk(moments, 2, dim=1)
+    std = torch.exp(0.5 * torch.clamp(logvar, -30.0, 20.0))
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed), dtype=moments.dtype)
+    return scaling_factor * (mean + std * noise.to(moments.device))
+
+
+def encode_motion(vae, flow_video: torch.Tensor, scaling_factor: float = TORA_SCALING_FACTOR, tiles=None,
+                  posterior: str = POSTERIOR_SAMPLE, seed: int = 0) -> torch.Tensor:
+    """IMAGE [F,H,W,3] flow video -> motion latents [1,16,(F-1)/4+1,H/8,W/8] times `scaling_factor` (float32).
 
     `vae` is a MotionKit video VAE (models/video_vae.VideoVAE) holding the CogVideoX VAE; it streams
-    temporal chunks through the causal encoder and, with `tiles`, spatial tiles.
+    temporal chunks through the causal encoder and, with `tiles`, spatial tiles. `posterior`:
+    POSTERIOR_SAMPLE draws from the posterior as the official pipeline does with `seed`
+    (`sample_posterior`); POSTERIOR_MEAN takes its mean (no noise).
     """
     if getattr(vae, "version", None) != "cogvideox" or vae.latent_channels != 16:
         raise MotionEncodeError(f"Motion VAE Encode needs the CogVideoX VAE (Tora was trained on its latents); the "
@@ -38,5 +64,12 @@ def encode_motion(vae, flow_video: torch.Tensor, scaling_factor: float = TORA_SC
     if flow_video.ndim != 4 or flow_video.shape[-1] < 3:
         raise MotionEncodeError(f"flow_video must be an IMAGE batch [frames, height, width, 3]; got shape "
                                 f"{tuple(flow_video.shape)}")
+    if posterior not in POSTERIORS:
+        raise MotionEncodeError(f"posterior must be one of {', '.join(repr(p) for p in POSTERIORS)}; got {posterior!r}")
     check_flow_video(*flow_video.shape[:3])
-    return vae.encode(flow_video, tiles) * (scaling_factor / vae.scaling_factor)
+    if posterior == POSTERIOR_MEAN:
+        return vae.encode(flow_video, tiles) * (scaling_factor / vae.scaling_factor)
+    moments = vae.encode(flow_video, tiles, posterior=True)
+    with torch.inference_mode():
+        latents = sample_posterior(moments, seed, scaling_factor, vae.model_patcher.load_device)
+    return latents.to(moments.device, torch.float32)

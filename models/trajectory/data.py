@@ -26,6 +26,8 @@ set. `lost_at` is written by Trajectories from Video: the track's points stop
 at the last frame it was reliably tracked. How a track places its object at
 each frame is defined once, in resample.py (`track_positions`), and the widget
 (web/js/trajectory_timing.js) computes the same numbers.
+A track of one point is an anchor: the object stays at that point (zero flow
+for Tora, a static track for Wan ATI, a still shape in a control video).
 """
 from __future__ import annotations
 
@@ -82,13 +84,13 @@ class Trajectories:
             data["num_frames"] = self.num_frames
         data["tracks"] = []
         for track in self.tracks:
-            item = {"name": track.name, "points": [[_plain(x), _plain(y)] for x, y in track.points]}
+            item = {"name": track.name, "points": [[plain_number(x), plain_number(y)] for x, y in track.points]}
             if track.frames is not None:
                 item["frames"] = list(track.frames)
             if track.lost_at is not None:
                 item["lost_at"] = track.lost_at
             if track.interpolation != "polyline":
-                item["interpolation"], item["tension"] = track.interpolation, _plain(track.tension)
+                item["interpolation"], item["tension"] = track.interpolation, plain_number(track.tension)
             for key in ("start_frame", "end_frame"):
                 if getattr(track, key) is not None:
                     item[key] = getattr(track, key)
@@ -106,24 +108,23 @@ class Trajectories:
                    for t in self.tracks)
 
 
-def _plain(value: float):
+def plain_number(value: float):
     return int(value) if float(value).is_integer() else float(value)
 
 
 def validate(trajectories: Trajectories, what: str = "trajectories") -> Trajectories:
-    """Check a set of tracks: canvas at least 2x2, tracks of 2+ finite, not huge points, frames consistent."""
+    """Check a set of tracks: canvas at least 2x2, tracks of 1+ finite, not huge points, frames consistent.
+    A single-point track is an anchor: the object stays at that point for the whole video."""
     if trajectories.width < 2 or trajectories.height < 2:
         raise TrajectoryError(f"{what}: the canvas is {trajectories.width}x{trajectories.height} pixels; "
                               "it must be at least 2x2 (set the canvas width and height to the video's size)")
     if not trajectories.tracks:
-        raise TrajectoryError(f"{what}: there are no tracks; draw or load at least one track of two or more points")
+        raise TrajectoryError(f"{what}: there are no tracks; draw or load at least one track (one point or more)")
     for index, track in enumerate(trajectories.tracks):
         label = f"{what}: track {index + 1}" + (f" ('{track.name}')" if track.name else "")
         if len(track.points) == 0:
-            raise TrajectoryError(f"{label} is empty; give it at least two points or delete it")
-        if len(track.points) == 1:
-            raise TrajectoryError(f"{label} has a single point; a trajectory needs at least two points "
-                                  "(a start and an end; repeat the point to keep an object still)")
+            raise TrajectoryError(f"{label} is empty; give it at least one point (one point: the object stays "
+                                  "there) or delete it")
         for p, (x, y) in enumerate(track.points):
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise TrajectoryError(f"{label}, point {p + 1} is ({x}, {y}); coordinates must be finite numbers")

@@ -28,9 +28,21 @@ _LABELS = {
 }
 
 
+def _nested_too_deep(what: str) -> TrajectoryError:
+    return TrajectoryError(f"{what}: the text nests lists/objects too deeply to read (a RecursionError); "
+                           "trajectories need 4 levels: tracks, points, a point, its coordinates")
+
+
 def parse_trajectories(text: str, fmt: str = "auto", canvas_width: int = 720, canvas_height: int = 480,
                        what: str = "text") -> Trajectories:
     """Read `text` in format `fmt` ('auto' detects it) into validated Trajectories."""
+    try:
+        return _parse_trajectories(text, fmt, canvas_width, canvas_height, what)
+    except RecursionError:  # json and the messages quoting a value recurse per nesting level
+        raise _nested_too_deep(what) from None
+
+
+def _parse_trajectories(text: str, fmt: str, canvas_width: int, canvas_height: int, what: str) -> Trajectories:
     if fmt not in FORMATS:
         raise TrajectoryError(f"{what}: unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     stripped = (text or "").strip()
@@ -197,6 +209,13 @@ def _raise(message: str):
 
 def parse_points(text: str, what: str = "points") -> list[tuple[float, float]]:
     """Loose points (seeds, not tracks): [x, y], [[x, y], ...], several such lists, or lines 'x,y'; at least one."""
+    try:
+        return _parse_points(text, what)
+    except RecursionError:
+        raise _nested_too_deep(what) from None
+
+
+def _parse_points(text: str, what: str) -> list[tuple[float, float]]:
     stripped = (text or "").strip()
     if not stripped:
         raise TrajectoryError(f"{what}: no points given; write them as [[x, y], ...] or one 'x,y' per line")

@@ -9,28 +9,47 @@ move along the path between them in the same way (held before the first and
 after the last).
 
 `tora_official`: the point selection of Tora's `sat/utils/flow_utils.py`
-(`read_points` then `process_points`), kept exactly, quirks included:
-with more points than frames it keeps every (n // frames)-th point and then
-cuts the list to `frames` points, so the end of a long path is DROPPED; with
-fewer points it inserts points evenly between consecutive drawn points
-(earlier segments get the remainder) and truncates inserted coordinates to
-integers with `int()`. Frame indices, splines and easing are ignored in this mode.
+(`read_points` then `process_points`), kept exactly, quirks included: the
+coordinates are truncated to integers with `int()` first; with more points
+than frames it keeps every (n // frames)-th point and then cuts the list to
+`frames` points, so the end of a long path is DROPPED; with fewer points it
+inserts points evenly between consecutive drawn points (earlier segments get
+the remainder), truncated with `int()`. Frame indices, splines and easing are ignored in this mode.
+Points outside the canvas are NOT clamped here: the official code selects and
+interpolates first (a path ending on the canvas edge keeps its last step);
+Trajectories to Flow then clamps a flow source outside the video to its edge,
+where the official code fails (past the right/bottom edge) or wraps around
+(negative coordinates index from the other side).
+
+`tora_app`: Tora's gradio app (`sat/app.py`): points drawn on its 720x480
+canvas go onto the 256x256 grid with `int(x * (256 / 720))`,
+`int(y * (256 / 480))` (`scale_traj_list_to_256`, here with the trajectories'
+own canvas), then through `tora_official`. The result is on a 256x256 canvas.
+
+A track of a single point is an anchor: the object stays there (zero flow for
+Tora; the official code, given fewer than two points, holds the track at
+(128, 128), which gives the same zero flow).
 """
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 from .data import Track, Trajectories, TrajectoryError, clamp_to_canvas, out_of_canvas, validate
 
 log = logging.getLogger("MotionKit")
-MODES = ("arc_length", "tora_official")
+MODES = ("arc_length", "tora_official", "tora_app")
+TORA_GRID = 256
+"""The side of the square grid Tora's sampling code reads its trajectories on (`xy_range` in process_traj)."""
 OUT_OF_FRAME = ("clamp", "error")
 
 
 def tora_official_points(points: list, frames: int) -> list:
     """Tora's `read_points` + `process_points` selection of `frames` points (see module docstring)."""
-    points = list(points)
+    points = [(int(x), int(y)) for x, y in points]
+    if len(points) == 1:  # an anchor
+        return points * frames
     if len(points) > frames:
         points = points[::len(points) // frames]
     points = points[:frames]
@@ -48,6 +67,14 @@ def tora_official_points(points: list, frames: int) -> list:
             result.append((int(x0 + (j + 1) / (n + 1) * (x1 - x0)), int(y0 + (j + 1) / (n + 1) * (y1 - y0))))
     result.append(points[-1])
     return result
+
+
+def to_tora_grid(trajectories: Trajectories) -> Trajectories:
+    """Tora's app: every point onto the 256x256 grid as `scale_traj_list_to_256` does, int(x * (256 / width))."""
+    scale_x, scale_y = TORA_GRID / trajectories.width, TORA_GRID / trajectories.height
+    tracks = [replace(t, points=[(int(x * scale_x), int(y * scale_y)) for x, y in t.points])
+              for t in trajectories.tracks]
+    return Trajectories(TORA_GRID, TORA_GRID, tracks, trajectories.num_frames)
 
 
 SPLINE_STEPS = 16
@@ -170,6 +197,8 @@ def resample(trajectories: Trajectories, frames: int, mode: str = "arc_length", 
         raise TrajectoryError(f"{what}: the frame count is {frames}; it must be at least 2 "
                               "(frame 0 is the start, a trajectory needs a next frame to move to)")
     validate(trajectories, what)
+    if mode == "tora_app":
+        trajectories, mode = to_tora_grid(trajectories), "tora_official"
     outside = out_of_canvas(trajectories)
     if outside:
         t, p, x, y = outside[0]
@@ -177,8 +206,12 @@ def resample(trajectories: Trajectories, frames: int, mode: str = "arc_length", 
                    f"first track {t + 1} point {p + 1} at ({x:g}, {y:g})")
         if out_of_frame == "error":
             raise TrajectoryError(message + "; move them inside or set out_of_frame to clamp")
-        log.warning("MotionKit: %s; clamped to the canvas edge", message)
-        trajectories = clamp_to_canvas(trajectories)
+        if mode == "tora_official":
+            log.warning("MotionKit: %s; kept for the official selection (flow sources outside the video are "
+                        "clamped to its edge)", message)
+        else:
+            log.warning("MotionKit: %s; clamped to the canvas edge", message)
+            trajectories = clamp_to_canvas(trajectories)
     tracks = []
     for track in trajectories.tracks:
         if mode == "tora_official":

@@ -27,10 +27,16 @@ log = logging.getLogger("MotionKit")
 SEEDS = ("grid", "corners", "seed_points")
 
 
+def check_video(images: torch.Tensor) -> None:
+    """An IMAGE batch to track through: [F, H, W, C] with at least 2 frames."""
+    if images.ndim != 4 or images.shape[0] < 2:
+        raise TrajectoryError(f"images: expected a video of at least 2 frames [F, H, W, C], got shape "
+                              f"{tuple(images.shape)}; connect the generated video (all its frames), not one image")
+
+
 def _gray_frames(images: torch.Tensor) -> list[np.ndarray]:
     """IMAGE [F, H, W, C] in 0..1 -> uint8 grayscale frames."""
-    if images.ndim != 4 or images.shape[0] < 2:
-        raise TrajectoryError(f"images: expected a batch of at least 2 frames [F, H, W, C], got shape {tuple(images.shape)}")
+    check_video(images)
     frames = (images[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.shape[-1] == 3 else f[..., 0] for f in frames]
 
@@ -123,6 +129,7 @@ def trajectory_error(images: torch.Tensor, requested: Trajectories, window: int 
 
     The requested tracks are resampled (arc length, timing kept) to the video's frame count and scaled from their
     canvas to the video size; each track's first point is tracked through the video; lost points leave the mean."""
+    check_video(images)
     frames, height, width = images.shape[0], images.shape[1], images.shape[2]
     if requested.per_frame() and requested.num_frames == frames:
         target = requested

@@ -21,7 +21,11 @@ def tiny_state_dict(config: dict = TINY_CONFIG, seed: int = 0) -> dict[str, torc
     """Deterministic random weights for CogVideoXTransformer(**config); LayerNorm weights near 1."""
     from motionkit.models.cogvideox.transformer import CogVideoXTransformer
 
-    model = CogVideoXTransformer(**config, device="meta")
+    return random_weights(CogVideoXTransformer(**config, device="meta"), seed)
+
+
+def random_weights(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """N(0, 0.2) for every entry of a (meta) transformer's state dict, norm weights N(1, 0.1)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, tensor in model.state_dict().items():
