@@ -133,9 +133,10 @@ def test_published_key_set_fills_the_full_size_model_on_meta(in_channels, prefix
 
 @pytest.mark.parametrize("name,state,expected", [
     ("cogvideox.safetensors", {"patch_embed.proj.weight": 0, "patch_embed.text_proj.weight": 0},
-     "is a CogVideoX transformer, not an EasyAnimate V3 transformer: use MotionKit Load CogVideoX"),
+     "is a CogVideoX transformer, not an EasyAnimate V3 transformer: use Load CogVideoX (MotionKit)"),
     ("v51.safetensors", {"time_embedding.linear_1.weight": 0, "transformer_blocks.0.attn1.to_q.weight": 0},
-     "is an EasyAnimate V5/V5.1 transformer"),
+     "is an EasyAnimate V5/V5.1 transformer (diffusers EasyAnimateTransformer3DModel), not an EasyAnimate V3 "
+     "transformer: use Load EasyAnimate V5.1 (MotionKit)"),
     ("pixart.safetensors", {"transformer_blocks.0.attn1.to_q.weight": 0, "adaln_single.linear.weight": 0},
      "is a PixArt-alpha image transformer (no motion modules), not an EasyAnimate V3 transformer: use core"),
     ("easyanimate_v1_mm.safetensors", {"transformer_blocks.0.attn_temporal.temporal_transformer.proj_in.weight": 0,
@@ -328,7 +329,7 @@ def test_load_node_refuses_a_cogvideox_file_naming_its_loader(tmp_path):
     folder_paths.add_model_folder_path("diffusion_models", str(path.parent))
     with pytest.raises(v3_keys.EasyAnimateV3FormatError,
                        match=re.escape(f"'{path.name}' is a CogVideoX transformer, not an EasyAnimate V3 transformer: "
-                                       f"use MotionKit Load CogVideoX")):
+                                       f"use Load CogVideoX (MotionKit)")):
         MotionKitLoadEasyAnimateV3().load(path.name)
 
 

@@ -30,9 +30,9 @@ SKIP_KEY = re.compile(r"^long_connect_fc\.(\d+)\.")
 
 OTHER_FORMATS = (
     # (what the file is, a key that only it has, which loader fits)
-    ("a CogVideoX transformer", "patch_embed.text_proj.weight", "MotionKit Load CogVideoX"),
+    ("a CogVideoX transformer", "patch_embed.text_proj.weight", "Load CogVideoX (MotionKit)"),
     ("an EasyAnimate V5/V5.1 transformer (diffusers EasyAnimateTransformer3DModel)", "time_embedding.linear_1.weight",
-     "the EasyAnimate V5.1 loader (MotionKit Load EasyAnimate)"),
+     "Load EasyAnimate V5.1 (MotionKit)"),
     ("an EasyAnimate V4 transformer (HunyuanDiT-style, Bert + T5)", "text_embedder.linear_1.weight",
      "no MotionKit loader yet (EasyAnimate V4 is not supported)"),
     ("a PixArt-alpha image transformer (no motion modules)", "transformer_blocks.0.attn1.to_q.weight",
