@@ -27,6 +27,8 @@ fragmentation (a real card needs some headroom).
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -53,7 +55,9 @@ def _setup() -> None:
     from scripts import harness
 
     if "motionkit" not in sys.modules:
-        harness.setup_comfy_in_process(work_dir=Path(tempfile.mkdtemp(prefix="motionkit-bench-")))
+        work = Path(tempfile.mkdtemp(prefix="motionkit-bench-"))
+        atexit.register(shutil.rmtree, work, True)  # ComfyUI's folders go with the run
+        harness.setup_comfy_in_process(work_dir=work)
     harness.import_pack()
 
 

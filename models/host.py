@@ -233,6 +233,55 @@ def unet_dtype(parameters: int, supported: Iterable[torch.dtype] = (torch.bfloat
     return torch.float32
 
 
+def is_interrupt(error: BaseException) -> bool:
+    """Whether an exception is ComfyUI's Cancel (raised by `check_interrupt` or a progress update)."""
+    return IN_COMFYUI and isinstance(error, _mm.InterruptProcessingException)
+
+
+def load_models_for_training(patchers: Iterable) -> None:
+    """Load models fully onto the compute device for training, offloading every other model first
+    (training needs the memory of its activations and gradients, not just an inference pass)."""
+    patchers = list(patchers)
+    if IN_COMFYUI:
+        _mm.load_models_gpu(patchers, memory_required=1e20, force_full_load=True)
+    else:
+        load_models(patchers)
+
+
+def unload_models(patchers: Iterable) -> None:
+    """Unload these ModelPatchers now (their patches taken out, memory returned), as ComfyUI's free_memory does."""
+    if not IN_COMFYUI:
+        return
+    patchers = list(patchers)
+    for loaded in list(_mm.current_loaded_models):
+        if any(loaded.model is p for p in patchers):
+            loaded.model_unload()
+            _mm.current_loaded_models.remove(loaded)
+    soft_empty_cache()
+
+
+def model_folder(name: str) -> str:
+    """The folder new files of a model folder are written to (ComfyUI/models/<name>, made if missing)."""
+    path = _folder_paths.get_folder_paths(name)[0] if IN_COMFYUI else _library_folder(name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def input_directory() -> str:
+    """ComfyUI's input folder (where users put files nodes read, e.g. training clips)."""
+    return _folder_paths.get_input_directory() if IN_COMFYUI else os.path.abspath("input")
+
+
+def input_subfolders() -> list[str]:
+    """Folders inside the input folder, for a node's folder list."""
+    if IN_COMFYUI:
+        return _folder_paths.get_input_subfolders()
+    root = input_directory()
+    if not os.path.isdir(root):
+        return []
+    return sorted(os.path.relpath(d, root).replace(os.sep, "/") for d, _, _ in os.walk(root) if d != root)
+
+
 def run_with_progress(steps: int, step: Callable[[int], None]) -> None:
     """Run `step(i)` for i in range(steps) with a progress bar and an interrupt check before each."""
     bar = progress_bar(steps)

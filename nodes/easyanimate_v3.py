@@ -77,7 +77,7 @@ class MotionKitEasyAnimateV3EmptyLatent:
             "frames": ("INT", {"default": 144, "min": 1, "max": 4096, "step": 1,
                                "tooltip": "Video frames: 1 (an image) or a multiple of 8 (others are cut down to "
                                           "one); V3 was trained with 144."}),
-            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "Videos sampled at once."}),
         }}
 
     RETURN_TYPES = ("LATENT",)

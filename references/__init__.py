@@ -6,6 +6,8 @@ torchvision, OpenCV), never the pack's own code, so parity against it means some
 - `tora_reference`: Tora's official DiT (diffusers CogVideoX + the official fuser and extractor).
 - `trajectory_reference`: Tora's official trajectory -> flow pipeline (OpenCV + torchvision).
 - `animatediff_reference`: diffusers' motion UNet and the original AnimateDiff MotionLoRA merge.
+- `motionlora_reference`: MotionLoRA training on diffusers' UNetMotionModel (LoRA by hand, DDPM loss), the
+  original loader's merge, the published v2_lora_* layout.
 - `slice_vae_official`: EasyAnimate's official sliced decode on diffusers' AutoencoderKLMagvit.
 - `easyanimate_reference`: the official V5.1 single-stream attention on diffusers' EasyAnimate transformer.
 - `easyanimate_trajectory`: EasyAnimate V5.1's trajectory control video (the official ComfyUI node's steps).

@@ -30,8 +30,10 @@ def comfy_unet_config(levels: int) -> dict:
                 use_linear_in_transformer=False, adm_in_channels=None, use_checkpoint=False)
 
 
-def diffusers_motion_unet(levels: int, mid: bool, max_frames: int, seed: int = 0):
-    """diffusers' UNetMotionModel (tiny) with every weight random, incl. the zero-initialised proj_out."""
+def diffusers_motion_unet(levels: int, mid: bool, max_frames: int, seed: int = 0, std: float | None = 0.1):
+    """diffusers' UNetMotionModel (tiny) with every weight random (normal, `std`), incl. the zero-initialised proj_out.
+    std=None keeps diffusers' own (fan-in scaled) initialisation, a well-conditioned network for gradient checks, and
+    gives the motion modules' zero-initialised proj_out random values of proj_in's scale."""
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
     spec = LEVELS[levels]
@@ -44,9 +46,15 @@ def diffusers_motion_unet(levels: int, mid: bool, max_frames: int, seed: int = 0
                             motion_max_seq_length=max_frames, use_motion_mid_block=mid)
     model = UNetMotionModel.from_unet2d(unet, adapter)
     generator = torch.Generator().manual_seed(seed)
+    if std is None:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if ".motion_modules." in name and ".proj_out." in name:
+                    p.copy_(torch.randn(p.shape, generator=generator) * p.shape[-1] ** -0.5)
+        return model.eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * (0.1 if "norm" not in name else 0.05)
+            p.copy_(torch.randn(p.shape, generator=generator) * (std if "norm" not in name else 0.05)
                     + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
     return model.eval()
 
@@ -131,14 +139,15 @@ def diffusers_to_original_motion_keys(motion: dict) -> dict:
     return out
 
 
-def comfy_model_patcher(levels: int, image_state: dict):
-    """A real ComfyUI BaseModel (SD1.5 latent format and sampling) around the tiny UNet, in a ModelPatcher."""
+def comfy_model_patcher(levels: int, image_state: dict, dtype: torch.dtype = torch.float32):
+    """A real ComfyUI BaseModel (SD1.5 latent format and sampling) around the tiny UNet, in a ModelPatcher;
+    `dtype`: the UNet's weights and compute dtype (float64 for parity checks)."""
     import comfy.model_base
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.SD15(dict(comfy_unet_config(levels), dtype=torch.float32))
-    config.set_inference_dtype(torch.float32, None)
+    config = comfy.supported_models.SD15(dict(comfy_unet_config(levels), dtype=dtype))
+    config.set_inference_dtype(dtype, None)
     model = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
     tiny = comfy_unet(levels, image_state)
     model.diffusion_model.load_state_dict(tiny.state_dict())

@@ -28,6 +28,8 @@ def main() -> int:
     for path in harness.write_tiny_checkpoints(models):
         print(f"  {path.relative_to(models)}")
     server = harness.ComfyServer(models)
+    # animatediff_train_motionlora.json trains on a folder of clips in ComfyUI's input folder
+    harness.write_training_clips(server.input_dir / "motionkit_pan_right_clips")
     failed = 0
     try:
         for workflow in sorted((harness.ROOT / "example_workflows").glob("*.json")):

@@ -37,13 +37,18 @@ def find_host() -> Path | None:
     return beside.resolve() if (beside / "comfy_host.py").is_file() else None
 
 
-def setup_comfy_in_process(work_dir: Path | None = None, cpu: bool = True) -> bool:
+def setup_comfy_in_process(work_dir: Path | None = None, cpu: bool = True, pytorch_attention: bool = False) -> bool:
     """Make `comfy.*` importable in this process (before the pack is imported); `cpu=False`: ComfyUI's
-    model management uses the GPU, as the server does."""
+    model management uses the GPU, as the server does; `pytorch_attention`: ComfyUI's
+    --use-pytorch-cross-attention (its default on GPUs; on CPU it picks sub-quadratic attention)."""
     if find_host() is None:
         return False
     comfy_host = host_module("comfy_host")
     comfy_host.setup(cpu=cpu, work_dir=str(work_dir) if work_dir else None)
+    if pytorch_attention:
+        import comfy.cli_args
+
+        comfy.cli_args.args.use_pytorch_cross_attention = True
     # Bind ComfyUI's top-level `nodes` now: pytest may later put the pack's root, which
     # has a `nodes/` folder of its own, first on sys.path.
     import nodes  # noqa: F401
@@ -85,6 +90,42 @@ def write_tiny_checkpoints(models_dir: Path) -> list[Path]:
     return written
 
 
+def panning_frames(seed: int, frames: int, height: int, width: int, step: int):
+    """A smooth random colour texture seen through a window that moves `step` pixels right per frame
+    (a camera panning right; negative: left), as float32 RGB frames [frames, height, width, 3] in 0..1."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    full = width + abs(step) * (frames - 1)
+    texture = rng.random((height // 4 + 2, full // 4 + 2, 3))
+    rows = np.linspace(0, texture.shape[0] - 1.001, height)
+    cols = np.linspace(0, texture.shape[1] - 1.001, full)
+    r0, c0 = rows.astype(int), cols.astype(int)
+    fr, fc = (rows - r0)[:, None, None], (cols - c0)[None, :, None]
+    smooth = (texture[r0][:, c0] * (1 - fr) * (1 - fc) + texture[r0 + 1][:, c0] * fr * (1 - fc)
+              + texture[r0][:, c0 + 1] * (1 - fr) * fc + texture[r0 + 1][:, c0 + 1] * fr * fc)
+    starts = [f * abs(step) for f in range(frames)]
+    if step < 0:
+        starts = starts[::-1]
+    return np.stack([smooth[:, s:s + width] for s in starts]).astype(np.float32)
+
+
+def write_training_clips(folder: Path, clips: int = 3, frames: int = 10, size: int = 64) -> list[Path]:
+    """A folder of tiny panning-right training clips (animated webp, one with a caption file) for the examples."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(clips):
+        video = (panning_frames(seed=100 + i, frames=frames, height=size, width=size, step=2) * 255).round().astype("uint8")
+        path = folder / f"pan_right_{i + 1:02d}.webp"
+        Image.fromarray(video[0]).save(path, save_all=True, append_images=[Image.fromarray(f) for f in video[1:]],
+                                       lossless=True, duration=125, loop=0)
+        written.append(path)
+    (folder / "pan_right_01.txt").write_text("a camera panning right over a colourful texture\n")
+    return written
+
+
 class WorkflowFailed(RuntimeError):
     pass
 
@@ -104,9 +145,10 @@ class ComfyServer:
             raise RuntimeError(f"ComfyUI did not start:\n{started.stderr}")
         self.work = Path(started.stdout.strip())
         self.output_dir = self.work / "base" / "output"
+        self.input_dir = self.work / "base" / "input"
         self.failed = False
         for image in (ROOT / "example_workflows" / "input").glob("*"):  # what the example workflows' Load Image nodes read
-            shutil.copy(image, self.work / "base" / "input" / image.name)
+            shutil.copy(image, self.input_dir / image.name)
 
     @property
     def base_url(self) -> str:

@@ -53,3 +53,27 @@ def test_long_video_workflow_samples_through_context_windows(comfy_server, artif
     assert _frames_differ(frames)
     (artifacts_dir / f"animatediff_long_video{files[0].suffix}").write_bytes(files[0].read_bytes())
     assert f"Using context windows {windows['widgets_values'][0]} for {len(frames)} frames." in comfy_server.log()
+
+
+def test_train_motionlora_workflow_trains_saves_and_samples_with_it(comfy_server, artifacts_dir):
+    """Clips folder -> Train MotionLoRA (2 steps) -> Apply Motion Module with it -> KSampler -> SaveAnimatedWEBP."""
+    workflow = WORKFLOWS / "animatediff_train_motionlora.json"
+    graph = json.loads(workflow.read_text())
+    loader_node = next(n for n in graph["nodes"] if n["type"] == "MotionKitLoadTrainingClips")
+    trainer = next(n for n in graph["nodes"] if n["type"] == "MotionKitTrainMotionLoRA")
+    harness.write_training_clips(comfy_server.input_dir / loader_node["widgets_values"][0])
+    outputs = comfy_server.run_ui_workflow(workflow)
+    files = comfy_server.output_files(outputs)
+    animations = [f for f in files if f.suffix == ".webp"]
+    plots = [f for f in files if f.suffix == ".png"]
+    assert len(animations) == 1 and len(plots) == 1
+    with Image.open(animations[0]) as image:
+        frames = [np.array(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+    assert len(frames) == 8 and frames[0].shape == (64, 64, 3) and _frames_differ(frames)
+    with Image.open(plots[0]) as plot:
+        assert plot.size == (640, 320)
+    (artifacts_dir / "animatediff_train_motionlora.webp").write_bytes(animations[0].read_bytes())
+    saved = comfy_server.work / "base" / "models" / "animatediff_motion_lora" / f"{trainer['widgets_values'][10]}.safetensors"
+    assert saved.is_file() and saved.stat().st_size > 1_000_000
+    log = comfy_server.log()
+    assert "MotionKit: MotionLoRA step 2/2, loss" in log and "saved the MotionLoRA after 2 steps" in log

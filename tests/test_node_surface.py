@@ -15,8 +15,8 @@ errors = importlib.import_module("motionkit.models.errors")
 
 FAMILIES = {"Trajectory", "Tora", "CogVideoX", "AnimateDiff", "Video VAE", "EasyAnimate"}
 # ComfyUI's own socket types the nodes use; every other type is one of ours.
-CORE_TYPES = {"IMAGE", "LATENT", "MODEL", "CLIP", "CONDITIONING", "SIGMAS", "VAE", "MASK", "STRING", "INT", "FLOAT",
-              "BOOLEAN", "VIDEO"}
+CORE_TYPES = {"IMAGE", "LATENT", "MODEL", "CLIP", "CONDITIONING", "SIGMAS", "SAMPLER", "NOISE", "GUIDER", "VAE", "MASK",
+              "CLIP_VISION", "CLIP_VISION_OUTPUT", "STRING", "INT", "FLOAT", "BOOLEAN", "VIDEO"}
 OUR_TYPES = {value for name, value in vars(types).items() if name.isupper()}
 WORKFLOWS = sorted((harness.ROOT / "example_workflows").glob("*.json"))
 

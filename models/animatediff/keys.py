@@ -60,6 +60,12 @@ LORA_RENAMES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\.to_out\.0\.lora\.(down|up)\.weight$"), r".to_out.0.\1"),
 ]
 
+MOTION_LORA_SAVE_RENAMES: list[tuple[re.Pattern, str]] = [
+    # module path + half -> the original layout of the published v2_lora_* files
+    (re.compile(r"\.to_(q|k|v)\.(down|up)$"), r".processor.to_\1_lora.\2.weight"),
+    (re.compile(r"\.to_out\.0\.(down|up)$"), r".processor.to_out_lora.\1.weight"),
+]
+
 SD_TYPES = {4: "SD1.5", 3: "SDXL"}
 ACROSS_FRAMES, PER_FRAME = "across frames", "per frame"
 GROUPNORM_MODES = ("auto", PER_FRAME, ACROSS_FRAMES)
@@ -228,3 +234,16 @@ def motion_lora_pairs(state: dict[str, torch.Tensor], name: str) -> dict[str, tu
             raise MotionFileError(f"'{name}': '{path}' down {tuple(found['down'].shape)} and up {tuple(found['up'].shape)} ranks differ")
         pairs[path] = (found["down"], found["up"])
     return pairs
+
+
+def motion_lora_file_state(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """{module path: (down, up)} -> a MotionLoRA state dict in the original AnimateDiff layout
+    (`...attention_blocks.0.processor.to_q_lora.down.weight`), the inverse of `motion_lora_pairs`."""
+    state = {}
+    for path, (down, up) in pairs.items():
+        for half, tensor in (("down", down), ("up", up)):
+            key = _rename(f"{path}.{half}", MOTION_LORA_SAVE_RENAMES)
+            if key == f"{path}.{half}":
+                raise MotionFileError(f"'{path}' is not a temporal attention projection (to_q, to_k, to_v, to_out.0)")
+            state[key] = tensor
+    return state

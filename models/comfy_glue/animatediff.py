@@ -14,6 +14,7 @@ Imported only inside ComfyUI: it imports ComfyUI's UNet, patcher and context-win
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 
@@ -23,6 +24,7 @@ import comfy.patcher_extension
 import comfy.utils
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..animatediff.keys import ACROSS_FRAMES, GROUPNORM_MODES
@@ -35,6 +37,23 @@ from ..errors import MotionKitError
 KEY = "MotionKit"
 _FRAMES: contextvars.ContextVar[int | None] = contextvars.ContextVar("motionkit_frames", default=None)
 """Frames per video of the UNet call in progress (set by the wrapper for the call's duration only)."""
+FRAMES_PER_VIDEO = "motionkit_frames_per_video"
+"""transformer_options key: frames per video when a UNet batch holds several videos of one conditioning (training)."""
+
+
+def current_frames() -> int | None:
+    """Frames per video of the UNet call in progress, None outside one."""
+    return _FRAMES.get()
+
+
+@contextlib.contextmanager
+def frames_scope(frames: int | None):
+    """Run a block (a UNet call, or a layer recomputed for its gradient) with `frames` frames per video."""
+    token = _FRAMES.set(frames)
+    try:
+        yield
+    finally:
+        _FRAMES.reset(token)
 
 
 class MotionModuleError(MotionKitError):
@@ -64,16 +83,21 @@ class FramesGroupNorm(nn.Module):
 
 
 def video_frames(x: torch.Tensor, transformer_options: dict, info) -> int:
-    """Frames per video in a UNet batch: the batch is len(cond_or_uncond) videos back to back."""
+    """Frames per video in a UNet batch: the batch is len(cond_or_uncond) videos back to back
+    (or videos of `transformer_options[FRAMES_PER_VIDEO]` frames, when set)."""
     if x.ndim != 4:
         raise MotionModuleError(
             f"the latent is {x.ndim}D {list(x.shape)}, but an SD1.5/SDXL model with a motion module takes a video "
             f"as an image latent [frames, channels, height, width]: the frames are the latent batch. Make the "
             f"latent with Empty Latent Image (batch_size = frames), not a video latent node [B,C,T,H,W]")
-    videos = len(transformer_options.get("cond_or_uncond") or [0])
-    if x.shape[0] % videos:
-        raise MotionModuleError(f"the UNet batch of {x.shape[0]} latents does not split into {videos} videos")
-    frames = x.shape[0] // videos
+    frames = transformer_options.get(FRAMES_PER_VIDEO)
+    if frames is None:
+        videos = len(transformer_options.get("cond_or_uncond") or [0])
+        if x.shape[0] % videos:
+            raise MotionModuleError(f"the UNet batch of {x.shape[0]} latents does not split into {videos} videos")
+        frames = x.shape[0] // videos
+    elif x.shape[0] % frames:
+        raise MotionModuleError(f"the UNet batch of {x.shape[0]} latents does not split into videos of {frames} frames")
     if frames > info.config.max_frames:
         raise MotionModuleError(
             f"{frames} frames are more than the motion module {info.describe()} can see at once. "
@@ -87,10 +111,10 @@ def _levels(unet) -> list[int]:
     return [int(n) for n in unet.num_res_blocks]
 
 
-def check_fits(unet, info) -> None:
+def check_fits(unet, info, node: str = "Apply Motion Module") -> None:
     """Raise a clear error when the motion module's levels and channels are not the UNet's."""
     if not isinstance(unet, openaimodel.UNetModel):
-        raise MotionModuleError(f"Apply Motion Module needs an SD1.5 or SDXL checkpoint (ComfyUI's UNetModel); "
+        raise MotionModuleError(f"{node} needs an SD1.5 or SDXL checkpoint (ComfyUI's UNetModel) as its model; "
                                 f"this model is a {type(unet).__name__}")
     config = info.config
     unet_channels = tuple(unet.model_channels * m for m in unet.channel_mult)
@@ -150,15 +174,17 @@ def _groupnorm_paths(unet) -> list[str]:
 
 
 def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoRA] | None = None,
-                        scale: float = 1.0, groupnorm: str = "auto"):
-    """Return a clone of `model` (an SD1.5/SDXL ModelPatcher) that samples videos with `motion`."""
+                        scale: float = 1.0, groupnorm: str = "auto", gradient_checkpointing: bool = False,
+                        node: str = "Apply Motion Module"):
+    """Return a clone of `model` (an SD1.5/SDXL ModelPatcher) that samples videos with `motion`.
+    `gradient_checkpointing` (training): each temporal transformer keeps only its input for the backward pass."""
     if groupnorm not in GROUPNORM_MODES:
         raise MotionModuleError(f"groupnorm must be one of {GROUPNORM_MODES}, not '{groupnorm}'")
     if model.get_injections(KEY):
         raise MotionModuleError("this model already has a MotionKit motion module; apply one motion module per model")
     info = motion.info
     unet = model.get_model_object("diffusion_model")
-    check_fits(unet, info)
+    check_fits(unet, info, node)
     ext = comfy.patcher_extension
 
     motion_patcher = motion.patcher.clone()
@@ -181,17 +207,16 @@ def apply_motion_module(model, motion: LoadedMotionModule, loras: list[MotionLoR
 
     def run_motion_module(layer, x, emb, context, transformer_options, *args, **kwargs):
         frames = _FRAMES.get() or video_frames(x, transformer_options, info)
+        if gradient_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(layer, x, frames, scale, use_reentrant=False)
         return layer(x, frames, scale)
 
     patched.set_model_forward_timestep_embed_patch((VanillaTemporalModule, run_motion_module))
 
     def frames_of_call(executor, x, *args, **kwargs):
         transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
-        token = _FRAMES.set(video_frames(x, transformer_options, info))
-        try:
+        with frames_scope(video_frames(x, transformer_options, info)):
             return executor(x, *args, **kwargs)
-        finally:
-            _FRAMES.reset(token)
 
     patched.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, KEY, frames_of_call)
     patched.add_wrapper_with_key(ext.WrappersMP.OUTER_SAMPLE, KEY, frame_windows_for_this_run)

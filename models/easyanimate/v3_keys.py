@@ -15,6 +15,8 @@ import re
 
 import torch
 
+from ..errors import MotionKitError
+
 PREFIXES = ("model.diffusion_model.", "transformer.", "")
 MARKERS = ("pos_embed.proj.weight", "adaln_single.linear.weight", "caption_projection.linear_1.weight",
            "transformer_blocks.0.attn_temporal.temporal_transformer.proj_in.weight", "long_connect_fc.0.weight")
@@ -51,7 +53,7 @@ PUBLISHED_HEADS = 16
 """Heads of every published V3 attention (width 1152 = 16 x 72); the weights do not tell the head count."""
 
 
-class EasyAnimateV3FormatError(ValueError):
+class EasyAnimateV3FormatError(MotionKitError):
     pass
 
 

@@ -139,6 +139,8 @@ def _banded_cost(y: torch.Tensor, height: int, width: int, reach: int) -> int:
     return covered * width * (min(rows.numel(), BAND_ROWS + 2 * reach) * 2 + BANDED_PIXEL_COST)
 
 
+COLOUR_ROWS = 64
+"""Rows of a dense block coloured at once."""
 BAND_ROWS = 32
 """Output rows per matrix product of the banded path (bounds the wasted products of the band's edges)."""
 
@@ -195,7 +197,8 @@ def _banded_flow(x: torch.Tensor, y: torch.Tensor, disp: torch.Tensor, row_blur:
                  col_taps: torch.Tensor, reach: tuple[int, int]) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Dense path for one frame, the exact separable blur of its sparse flow: each source row is blurred along x
     (a scatter of each source's column of the x blur matrix), then the rows covered are blurred along y as
-    products of banded blocks of the y blur matrix. Returns (first row, u, v), u and v float32 [rows, W]."""
+    products of banded blocks of the y blur matrix. Returns (first row, u, v), u and v float32 [rows, W] (views
+    of one [rows, 2, W] tensor)."""
     height, width = row_blur.shape[0], col_taps.shape[0]
     reach_y, reach_x = reach
     rows, slot = torch.unique(y, return_inverse=True)
@@ -209,20 +212,20 @@ def _banded_flow(x: torch.Tensor, y: torch.Tensor, disp: torch.Tensor, row_blur:
         lines.scatter_add_(0, flat + channel * width, (weights * disp[:, channel, None]).reshape(-1))
     lines = lines.view(rows.numel(), 2 * width)
     top, bottom = max(0, int(rows[0]) - reach_y), min(height, int(rows[-1]) + reach_y + 1)
-    out = torch.zeros(2, bottom - top, width, dtype=torch.float32)
+    out = torch.empty(bottom - top, 2, width, dtype=torch.float32)  # per row: u, then v
     bounds = torch.searchsorted(rows, torch.arange(top, bottom + BAND_ROWS, BAND_ROWS).clamp(max=bottom)[:, None]
                                 + torch.tensor([-reach_y, reach_y])).tolist()
     for band, r0 in enumerate(range(top, bottom, BAND_ROWS)):
         r1 = min(r0 + BAND_ROWS, bottom)
         lo, hi = bounds[band][0], bounds[band + 1][1]
-        if lo == hi:
+        if lo == hi:  # no source row within reach of these rows
+            out[r0 - top:r1 - top] = 0
             continue
         first, last = int(rows[lo]), int(rows[hi - 1])
         # rows held without a gap: a slice of the blur matrix
         weights_y = row_blur[r0:r1, first:last + 1] if last - first + 1 == hi - lo else row_blur[r0:r1, rows[lo:hi]]
-        product = weights_y @ lines[lo:hi]
-        out[:, r0 - top:r1 - top] = product.view(r1 - r0, 2, width).transpose(0, 1)
-    return top, out[0], out[1]
+        out[r0 - top:r1 - top] = (weights_y @ lines[lo:hi]).view(r1 - r0, 2, width)
+    return top, out[:, 0], out[:, 1]
 
 
 @dataclass
@@ -305,16 +308,18 @@ def colorize(u: torch.Tensor, v: torch.Tensor, max_norm: torch.Tensor, wheel: to
 
 
 def colour_levels(u: torch.Tensor, v: torch.Tensor, max_norm: torch.Tensor, wheel: torch.Tensor) -> torch.Tensor:
-    """`colorize` as float32 levels 0..255, channels first [3, N]: the same float32 operations per element as
-    torchvision's flow_to_image, its loop over the channels done at once and in place where it can."""
+    """`colorize` as float32 levels 0..255, channels first [3, N] (N: the elements of u and v, any shape): the same
+    float32 operations per element as torchvision's flow_to_image, its loop over the channels done at once and in
+    place where it can."""
     scale = max_norm + torch.finfo(torch.float32).eps
     # -(u / scale) is u / (-scale) exactly (IEEE division is correctly rounded and symmetric in sign)
     neg_u, neg_v = u / -scale, v / -scale
     norm = (neg_u.pow(2) + neg_v.pow(2)).sqrt_()
     fk = torch.atan2(neg_v, neg_u).div_(torch.pi).add_(1).div_(2).mul_(wheel.shape[0] - 1)
     k0 = torch.floor(fk)
-    f = fk.sub_(k0)
-    k0 = k0.to(torch.long)
+    f = fk.sub_(k0).reshape(-1)
+    norm = norm.reshape(-1)
+    k0 = k0.reshape(-1).to(torch.long)
     colours = (wheel / 255.0).T.contiguous()  # [3, 55]
     # k1 = k0 + 1, wrapping to 0 past the last colour: the next colour of each entry
     low, high = colours.index_select(1, k0), torch.roll(colours, -1, 1).index_select(1, k0)
@@ -351,9 +356,10 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
         video.view(-1, 3).index_copy_(0, flat, colour_levels(u, v, maxima[frame], wheel).div_(255).T)
     for f, (top, block_u, block_v) in smoothed.blocks.items():
         check_interrupt()
-        rows = block_u.shape[0]
-        levels = colour_levels(block_u.view(-1), block_v.view(-1), maxima[f], wheel)
-        video[f, top:top + rows] = levels.div_(255).view(3, rows, width).permute(1, 2, 0)
+        for r0 in range(0, block_u.shape[0], COLOUR_ROWS):  # a few rows at a time: the passes stay in cache
+            u_rows, v_rows = block_u[r0:r0 + COLOUR_ROWS], block_v[r0:r0 + COLOUR_ROWS]
+            levels = colour_levels(u_rows, v_rows, maxima[f], wheel)
+            video[f, top + r0:top + r0 + u_rows.shape[0]] = levels.div_(255).view(3, -1, width).permute(1, 2, 0)
     return video
     smoothed = smoothed_flow(sources, frames, height, width, size, sigma, path, check_interrupt)
     frame, flat, u, v = smoothed.sparse
