@@ -86,7 +86,7 @@ def run_ours(args) -> dict:
     import nodes
     import comfy.ldm.modules.attention as attention
 
-    from motionkit.models.easyanimate import comfy_glue
+    from motionkit.models.comfy_glue import easyanimate_v51 as comfy_glue
 
     device = torch.device(args.device)
     model = comfy_glue.build_easyanimate_v51(_weights(args), "bench", weight_dtype=args.dtype)
