@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -354,27 +355,11 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
         video[f, top + rows:] = 1
     if flat.numel():
         video.view(-1, 3).index_copy_(0, flat, colour_levels(u, v, maxima[frame], wheel).div_(255).T)
+    pixels = video.numpy()  # the same memory: cv2.merge interleaves the colour planes straight into the video
     for f, (top, block_u, block_v) in smoothed.blocks.items():
         check_interrupt()
         for r0 in range(0, block_u.shape[0], COLOUR_ROWS):  # a few rows at a time: the passes stay in cache
             u_rows, v_rows = block_u[r0:r0 + COLOUR_ROWS], block_v[r0:r0 + COLOUR_ROWS]
-            levels = colour_levels(u_rows, v_rows, maxima[f], wheel)
-            video[f, top + r0:top + r0 + u_rows.shape[0]] = levels.div_(255).view(3, -1, width).permute(1, 2, 0)
-    return video
-    smoothed = smoothed_flow(sources, frames, height, width, size, sigma, path, check_interrupt)
-    frame, flat, u, v = smoothed.sparse
-    norm = (u.pow(2) + v.pow(2)).sqrt()
-    maxima = torch.zeros(frames).scatter_reduce(0, frame, norm, "amax")
-    for f, (_, block) in smoothed.blocks.items():  # sqrt is monotonic: the root of the largest squared norm
-        maxima[f] = block.pow(2).sum(-1).max().sqrt()
-    if normalize == "global":
-        maxima = maxima.max().expand(frames)
-    wheel = middlebury_colorwheel()
-    if flat.numel():
-        video.view(-1, 3).index_copy_(0, flat, colour_levels(u, v, maxima[frame], wheel).div_(255).T)
-    for f, (top, block) in smoothed.blocks.items():
-        check_interrupt()
-        rows = block.shape[0]
-        levels = colour_levels(block[..., 0].reshape(-1), block[..., 1].reshape(-1), maxima[f], wheel)
-        video[f, top:top + rows] = levels.div_(255).view(3, rows, width).permute(1, 2, 0)
+            planes = colour_levels(u_rows, v_rows, maxima[f], wheel).div_(255).view(3, -1, width).numpy()
+            cv2.merge(list(planes), pixels[f, top + r0:top + r0 + u_rows.shape[0]])
     return video
