@@ -195,11 +195,14 @@ def blur_taps(blur: torch.Tensor, reach: int) -> torch.Tensor:
 
 
 def _banded_flow(x: torch.Tensor, y: torch.Tensor, disp: torch.Tensor, row_blur: torch.Tensor,
-                 col_taps: torch.Tensor, reach: tuple[int, int]) -> tuple[int, torch.Tensor, torch.Tensor]:
+                 col_taps: torch.Tensor, reach: tuple[int, int], lines_memory: torch.Tensor,
+                 frame_pixels: torch.Tensor | None = None) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Dense path for one frame, the exact separable blur of its sparse flow: each source row is blurred along x
     (a scatter of each source's column of the x blur matrix), then the rows covered are blurred along y as
     products of banded blocks of the y blur matrix. Returns (first row, u, v), u and v float32 [rows, W] (views
-    of one [rows, 2, W] tensor)."""
+    of one [rows, 2, W] tensor). `lines_memory`: float64 [H * 2 * W], reused by every frame. `frame_pixels` (the frame's RGB video memory, float32 [H * W * 3]): the rows are
+    kept in its last two thirds, row r at H * W + 2 * W * r, where colouring the frame from the top can
+    overwrite them only once they are read (`trajectories_to_flow_video`)."""
     height, width = row_blur.shape[0], col_taps.shape[0]
     reach_y, reach_x = reach
     rows, slot = torch.unique(y, return_inverse=True)
@@ -207,13 +210,16 @@ def _banded_flow(x: torch.Tensor, y: torch.Tensor, disp: torch.Tensor, row_blur:
         rows, slot = torch.arange(int(rows[0]), int(rows[-1]) + 1), y - rows[0]
     cols = (x[:, None] + torch.arange(-reach_x, reach_x + 1)).clamp(0, width - 1)
     weights = col_taps.index_select(0, x)  # [S, taps]: zero weight where a tap leaves the frame
-    lines = torch.zeros(rows.numel() * 2 * width, dtype=torch.float64)  # per source row: its u line, its v line
+    lines = lines_memory[:rows.numel() * 2 * width].zero_()  # per source row: its u line, its v line
     flat = (slot[:, None] * (2 * width) + cols).reshape(-1)
     for channel in range(2):
         lines.scatter_add_(0, flat + channel * width, (weights * disp[:, channel, None]).reshape(-1))
     lines = lines.view(rows.numel(), 2 * width)
     top, bottom = max(0, int(rows[0]) - reach_y), min(height, int(rows[-1]) + reach_y + 1)
-    out = torch.empty(bottom - top, 2, width, dtype=torch.float32)  # per row: u, then v
+    if frame_pixels is None:
+        out = torch.empty(bottom - top, 2, width, dtype=torch.float32)  # per row: u, then v
+    else:
+        out = frame_pixels[(height + 2 * top) * width:(height + 2 * bottom) * width].view(bottom - top, 2, width)
     bounds = torch.searchsorted(rows, torch.arange(top, bottom + BAND_ROWS, BAND_ROWS).clamp(max=bottom)[:, None]
                                 + torch.tensor([-reach_y, reach_y])).tolist()
     for band, r0 in enumerate(range(top, bottom, BAND_ROWS)):
@@ -254,16 +260,19 @@ PATHS = ("auto", "windows", "banded")
 
 
 def smoothed_flow(sources: FlowSources, frames: int, height: int, width: int, size: int = KERNEL_SIZE,
-                  sigma: float = KERNEL_SIGMA, path: str = "auto", check_interrupt=lambda: None) -> SmoothedFlow:
+                  sigma: float = KERNEL_SIGMA, path: str = "auto", check_interrupt=lambda: None,
+                  video: torch.Tensor | None = None) -> SmoothedFlow:
     """Each frame's sparse flow blurred with Tora's Gaussian (exactly `cv2.filter2D`'s reflect-101 correlation with
     the separable peak-1 kernel). Per frame, the cheaper of two exact paths by multiply-add count: the windows
     (quadratic in the frame's sources, best for a few) or the banded separable blur (linear in them, never more
-    than a dense separable blur of the frame). `path` forces one (the tests compare them)."""
+    than a dense separable blur of the frame). `path` forces one (the tests compare them). `video` (float32
+    [frames, H, W, 3], contiguous): the banded rows are kept in its memory (see `_banded_flow`)."""
     kernel = gaussian_1d(size, sigma)
     row_blur, col_blur = blur_matrix(height, kernel), blur_matrix(width, kernel)
     reach = (min(size // 2, height - 1), min(size // 2, width - 1))
     col_taps = blur_taps(col_blur, reach[1])
     windows, blocks = [], {}
+    lines_memory = torch.empty(height * 2 * width, dtype=torch.float64)
     for f in torch.unique(sources.frame).tolist():
         x, y, disp = sources.of_frame(f)
         cost_windows = _window_cost(x.numel(), size)
@@ -272,7 +281,8 @@ def smoothed_flow(sources: FlowSources, frames: int, height: int, width: int, si
             windows.append(f)
         else:
             check_interrupt()
-            blocks[f] = _banded_flow(x, y, disp, row_blur, col_taps, reach)
+            blocks[f] = _banded_flow(x, y, disp, row_blur, col_taps, reach, lines_memory,
+                                     None if video is None else video[f].view(-1))
     if windows:
         sparse = _window_flow(sources, windows, row_blur, col_blur, size, check_interrupt)
     else:
@@ -339,7 +349,9 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     sources = flow_sources(pixels, width, height)
     if sources.frame.numel() == 0:
         return torch.ones(frames, height, width, 3)
-    smoothed = smoothed_flow(sources, frames, height, width, size, sigma, path, check_interrupt)
+    # the banded rows are kept in the video's memory: no more memory to take (and touch) than the video
+    video = torch.empty(frames, height, width, 3)
+    smoothed = smoothed_flow(sources, frames, height, width, size, sigma, path, check_interrupt, video)
     frame, flat, u, v = smoothed.sparse
     maxima = torch.zeros(frames).scatter_reduce(0, frame, (u.pow(2) + v.pow(2)).sqrt(), "amax")
     for f, (_, block_u, block_v) in smoothed.blocks.items():  # sqrt is monotonic: the root of the largest square
@@ -347,19 +359,20 @@ def trajectories_to_flow_video(trajectories: Trajectories, width: int, height: i
     if normalize == "global":
         maxima = maxima.max().expand(frames)
     wheel = middlebury_colorwheel()
-    # white (zero flow) wherever no block is written: whole frames without blocks, rows above and below a block
-    video = torch.empty(frames, height, width, 3)
+    # white (zero flow) wherever no block is written: whole frames without blocks, rows above a block (below: once
+    # the block is coloured, as its rows lie there)
     for f in range(frames):
-        top, rows = (smoothed.blocks[f][0], smoothed.blocks[f][1].shape[0]) if f in smoothed.blocks else (0, 0)
-        video[f, :top] = 1
-        video[f, top + rows:] = 1
+        video[f, :smoothed.blocks[f][0] if f in smoothed.blocks else height] = 1
     if flat.numel():
         video.view(-1, 3).index_copy_(0, flat, colour_levels(u, v, maxima[frame], wheel).div_(255).T)
     pixels = video.numpy()  # the same memory: cv2.merge interleaves the colour planes straight into the video
     for f, (top, block_u, block_v) in smoothed.blocks.items():
         check_interrupt()
-        for r0 in range(0, block_u.shape[0], COLOUR_ROWS):  # a few rows at a time: the passes stay in cache
+        # from the top, a few rows at a time (the passes stay in cache): the colours of rows < r end at 3 W r, at
+        # or before the block's row r (H W + 2 W r, r <= H), so no row is overwritten before it is read
+        for r0 in range(0, block_u.shape[0], COLOUR_ROWS):
             u_rows, v_rows = block_u[r0:r0 + COLOUR_ROWS], block_v[r0:r0 + COLOUR_ROWS]
             planes = colour_levels(u_rows, v_rows, maxima[f], wheel).div_(255).view(3, -1, width).numpy()
             cv2.merge(list(planes), pixels[f, top + r0:top + r0 + u_rows.shape[0]])
+        video[f, top + block_u.shape[0]:] = 1
     return video
