@@ -72,6 +72,14 @@ def shard_paths(path: str) -> list[str]:
     return paths
 
 
+def read_sharded_state_dict(path: str, what: str) -> dict:
+    """The state dict of `path`, merged over all the shards it belongs to (see shard_paths)."""
+    state_dict = {}
+    for shard in shard_paths(path):
+        state_dict.update(model_file.read_state_dict(shard, what))
+    return state_dict
+
+
 def read_folder_config(path: str) -> dict | None:
     """The diffusers config.json beside the weights, when there is one."""
     config = os.path.join(os.path.dirname(path), "config.json")
