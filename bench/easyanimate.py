@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 
-from bench.tora import _peak_mib, _random_state, _setup
+from bench.tora import _peak_mib, _random_state, _setup, run_sides_alternating
 from references.peak_memory import peak_bytes
 
 CONFIGS = {
@@ -147,16 +146,10 @@ def main() -> int:
     if args.side:
         print(json.dumps((run_ours if args.side == "ours" else run_reference)(args)))
         return 0
-    runs = {"reference": [], "ours": []}
     passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side")]
-    for _ in range(args.repeat):
-        for side in ("reference", "ours"):
-            done = subprocess.run([sys.executable, "-m", "bench.easyanimate", *passed, "--side", side],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                print(done.stderr, file=sys.stderr)
-                return 1
-            runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    runs = run_sides_alternating("bench.easyanimate", passed, args.repeat)
+    if runs is None:
+        return 1
     best = {side: {key: min(r[key] for r in found) for key in ("seconds_per_step", "peak_mib")}
             for side, found in runs.items()}
     config = _config(args)

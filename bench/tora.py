@@ -200,6 +200,21 @@ def run_reference(args) -> dict:
     return {"seconds": time.perf_counter() - start, "peak_mib": _peak_mib(device)}
 
 
+def run_sides_alternating(module: str, passed: list[str], repeat: int, cwd=None) -> dict[str, list[dict]] | None:
+    """Runs `python -m <module> <passed> --side reference|ours` `repeat` times each, alternating, one process a run;
+    each side's records (the JSON last line of each run). None, with the failed run's stderr printed, if one fails."""
+    runs = {"reference": [], "ours": []}
+    for _ in range(repeat):
+        for side in ("reference", "ours"):
+            done = subprocess.run([sys.executable, "-m", module, *passed, "--side", side],
+                                  capture_output=True, text=True, cwd=cwd)
+            if done.returncode != 0:
+                print(done.stderr, file=sys.stderr)
+                return None
+            runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
@@ -228,16 +243,10 @@ def main() -> int:
     if args.side:
         print(json.dumps((run_ours if args.side == "ours" else run_reference)(args)))
         return 0
-    runs = {"reference": [], "ours": []}
     passed = [f"--{key}={value}" for key, value in vars(args).items() if key not in ("repeat", "side", "trace", "card_gib", "json")]
-    for _ in range(args.repeat):
-        for side in ("reference", "ours"):
-            done = subprocess.run([sys.executable, "-m", "bench.tora", *passed, "--side", side],
-                                  capture_output=True, text=True, cwd=ROOT)
-            if done.returncode != 0:
-                print(done.stderr, file=sys.stderr)
-                return 1
-            runs[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    runs = run_sides_alternating("bench.tora", passed, args.repeat, cwd=ROOT)
+    if runs is None:
+        return 1
     results = {side: {"seconds": min(r["seconds"] for r in found), "peak_mib": min(r["peak_mib"] for r in found)}
                for side, found in runs.items()}
     dit, _tora = _configs(args)

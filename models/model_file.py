@@ -93,3 +93,19 @@ def read_json(path: str, what: str) -> dict:
         raise ModelFileError(f"{path} holds a JSON {type(data).__name__}, not the {what} (an object): download "
                              f"it again, or remove it")
     return data
+
+
+def state_dict_mismatch(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> str | None:
+    """None when `sd` fills `model` exactly, else its missing and unexpected keys (the first 8 of each) for an error."""
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
+    if not missing and not unexpected:
+        return None
+    return (f"missing {missing[:8]} ({len(missing)} in all), unexpected {unexpected[:8]} "
+            f"({len(unexpected)} in all)")
+
+
+def read_config_beside(path: str, what: str) -> dict | None:
+    """The config.json in the folder of the weights file `path`, when there is one."""
+    config = os.path.join(os.path.dirname(path), "config.json")
+    return read_json(config, what) if os.path.isfile(config) else None

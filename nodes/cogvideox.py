@@ -5,34 +5,21 @@ from ..models import host
 from ..models.cogvideox import schedule
 from ..models.cogvideox.sampling import OFFICIAL_SAMPLERS
 from ..models.cogvideox.text import fixed_length_t5_tokens
+from .video_transformer import CONDITIONING_PAIR_INPUTS, PROMPT_INPUT, SchedulerNode, TransformerLoaderNode
 
 CATEGORY = "MotionKit/CogVideoX"
 
 
-class MotionKitLoadCogVideoX:
+class MotionKitLoadCogVideoX(TransformerLoaderNode):
     DESCRIPTION = ("Loads a CogVideoX-2B/5B/5B-I2V transformer (diffusers format: one safetensors file or the shards "
                    "of a transformer/ folder) from models/diffusion_models as a MODEL for core KSampler.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model_name": (host.model_filenames("diffusion_models"), {
-                "tooltip": "The transformer file in models/diffusion_models (for a sharded folder pick any shard)."}),
-            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
-                "default": "default",
-                "tooltip": "Compute dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on CPU)."}),
-        }}
-
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    FUNCTION = "load"
     CATEGORY = CATEGORY
 
-    def load(self, model_name, weight_dtype="default"):
+    def glue_loader(self):
         host.require_comfyui("Load CogVideoX (MotionKit)")
         from ..models.comfy_glue import cogvideox as comfy_glue
 
-        return (comfy_glue.load_cogvideox(host.model_path("diffusion_models", model_name), weight_dtype),)
+        return comfy_glue.load_cogvideox
 
 
 class MotionKitCogVideoXTextEncode:
@@ -43,8 +30,7 @@ class MotionKitCogVideoXTextEncode:
     def INPUT_TYPES(cls):
         return {"required": {
             "clip": ("CLIP", {"tooltip": "A T5-XXL text encoder (core Load CLIP with type sd3)."}),
-            "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
-                                "tooltip": "The prompt (or the negative prompt)."}),
+            "text": PROMPT_INPUT,
             "max_tokens": ("INT", {"default": 226, "min": 1, "max": 4096,
                                    "tooltip": "Token count of the conditioning; CogVideoX 1.0 uses 226."}),
         }}
@@ -82,27 +68,14 @@ class MotionKitLoadT5:
         return (comfy_glue.load_t5(host.model_path("text_encoders", t5_name)),)
 
 
-class MotionKitCogVideoXScheduler:
+class MotionKitCogVideoXScheduler(SchedulerNode):
     DESCRIPTION = ("CogVideoX's DDIM/DPM timesteps ('trailing' spacing) as SIGMAS for SamplerCustom(Advanced); "
                    "core 'simple' matches them only when 1000 is divisible by the step count.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "A CogVideoX model from Load CogVideoX (MotionKit)."}),
-            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (published: 50)."}),
-            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                  "tooltip": "Fraction of the schedule to run, from its low-noise end."}),
-        }}
-
-    RETURN_TYPES = ("SIGMAS",)
-    RETURN_NAMES = ("sigmas",)
-    FUNCTION = "sigmas"
+    MODEL_TOOLTIP = "A CogVideoX model from Load CogVideoX (MotionKit)."
     CATEGORY = CATEGORY
 
-    def sigmas(self, model, steps, denoise=1.0):
-        sampling = model.get_model_object("model_sampling")
-        return (schedule.sigmas_for_timesteps(sampling.sigmas, schedule.trailing_timesteps(steps), denoise),)
+    def schedule(self, model_sampling, steps, denoise):
+        return schedule.sigmas_for_timesteps(model_sampling.sigmas, schedule.trailing_timesteps(steps), denoise)
 
 
 class MotionKitCogVideoXSampler:
@@ -160,8 +133,7 @@ class MotionKitCogVideoXImageToVideo:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning."}),
-            "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+            **CONDITIONING_PAIR_INPUTS,
             "start_latent": ("LATENT", {"tooltip": "The start image encoded by the CogVideoX VAE (its first latent "
                                                    "frame is used); same size as the sampled video."}),
         }}

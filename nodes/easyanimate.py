@@ -6,6 +6,7 @@ from ..models import host
 from ..models.easyanimate import conditioning, schedule
 from ..models.video_vae import LATENT_FAMILY_KEY
 from .types import VIDEO_VAE
+from .video_transformer import CONDITIONING_PAIR_INPUTS, SchedulerNode, TransformerLoaderNode
 
 CATEGORY = "MotionKit/EasyAnimate"
 SIZE_INPUTS = {
@@ -26,30 +27,17 @@ def _glue():
     return easyanimate_v51
 
 
-class MotionKitLoadEasyAnimateV51:
+class MotionKitLoadEasyAnimateV51(TransformerLoaderNode):
     DESCRIPTION = ("Loads an EasyAnimate V5.1 transformer (12B or 7B; text-to-video, InP image-to-video or Control) "
                    "from models/diffusion_models as a MODEL for core KSampler: the transformer/ folder of the "
                    "published weights (diffusers or official layout; pick any shard) or one safetensors file. The "
                    "variant is read from the weights; a scheduler/ folder beside transformer/ sets the shift.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model_name": (host.model_filenames("diffusion_models"), {
-                "tooltip": "The transformer file in models/diffusion_models (for a sharded folder pick any shard)."}),
-            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
-                "default": "default",
-                "tooltip": "Weight dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on "
-                           "CPU). fp8 halves the 12B model's memory; ComfyUI offloads what does not fit."}),
-        }}
-
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    FUNCTION = "load"
+    WEIGHT_DTYPE_TOOLTIP = ("Weight dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on "
+                            "CPU). fp8 halves the 12B model's memory; ComfyUI offloads what does not fit.")
     CATEGORY = CATEGORY
 
-    def load(self, model_name, weight_dtype="default"):
-        return (_glue().load_easyanimate_v51(host.model_path("diffusion_models", model_name), weight_dtype),)
+    def glue_loader(self):
+        return _glue().load_easyanimate_v51
 
 
 class MotionKitLoadEasyAnimateQwen2VL:
@@ -104,8 +92,7 @@ class MotionKitEasyAnimateV51ImageToVideo:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning."}),
-            "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+            **CONDITIONING_PAIR_INPUTS,
             "video_vae": (VIDEO_VAE, {"tooltip": "The EasyAnimate V5.1 VAE from Load Video VAE (MotionKit)."}),
             "start_image": ("IMAGE", {"tooltip": "The first frame; resized (centre crop) to width x height."}),
             **SIZE_INPUTS,
@@ -134,8 +121,7 @@ class MotionKitEasyAnimateV51Control:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning."}),
-            "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+            **CONDITIONING_PAIR_INPUTS,
             "control_video": ("LATENT", {"tooltip": "The control video encoded by Video VAE Encode (MotionKit) with "
                                                     "the V5.1 VAE; its size and frames set the video's."}),
             "batch_size": SIZE_INPUTS["batch_size"],
@@ -159,30 +145,18 @@ class MotionKitEasyAnimateV51Control:
                 {"samples": latent})
 
 
-class MotionKitEasyAnimateV51Scheduler:
+class MotionKitEasyAnimateV51Scheduler(SchedulerNode):
     DESCRIPTION = ("The V5.1 pipelines' flow-matching sigmas (FlowMatchEulerDiscreteScheduler with the model's shift; "
                    "the published dynamic shifting with mu=1) as SIGMAS: with the euler sampler in "
                    "SamplerCustomAdvanced this is the pipelines' loop. KSampler's 'normal' scheduler gives the same "
                    "sigmas for a static shift and nearly the same for the published dynamic one.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "An EasyAnimate V5.1 model (its shift and shifting mode are used)."}),
-            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (published: 50)."}),
-            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                  "tooltip": "The pipelines' strength: the last int(steps * denoise) steps run."}),
-        }}
-
-    RETURN_TYPES = ("SIGMAS",)
-    RETURN_NAMES = ("sigmas",)
-    FUNCTION = "sigmas"
+    MODEL_TOOLTIP = "An EasyAnimate V5.1 model (its shift and shifting mode are used)."
+    DENOISE_TOOLTIP = "The pipelines' strength: the last int(steps * denoise) steps run."
     CATEGORY = CATEGORY
 
-    def sigmas(self, model, steps, denoise=1.0):
-        sampling = model.get_model_object("model_sampling")
-        return (schedule.flow_sigmas(steps, float(sampling.shift), getattr(sampling, "dynamic_shifting", False),
-                                     denoise),)
+    def schedule(self, model_sampling, steps, denoise):
+        return schedule.flow_sigmas(steps, float(model_sampling.shift), getattr(model_sampling, "dynamic_shifting", False),
+                                    denoise)
 
 
 NODE_CLASS_MAPPINGS = {

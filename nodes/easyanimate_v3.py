@@ -4,36 +4,24 @@ from __future__ import annotations
 from ..models import host
 from ..models.easyanimate import v3_schedule, v3_video
 from .types import VIDEO_VAE
+from .video_transformer import CONDITIONING_PAIR_INPUTS, PROMPT_INPUT, SchedulerNode, TransformerLoaderNode
 
 CATEGORY = "MotionKit/EasyAnimate"
 
 
-class MotionKitLoadEasyAnimateV3:
+class MotionKitLoadEasyAnimateV3(TransformerLoaderNode):
     DESCRIPTION = ("Loads an EasyAnimate V3 transformer (EasyAnimateV3-XL-2-InP-512x512/768x768/960x960: the "
                    "transformer/ folder's diffusion_pytorch_model.safetensors, or a single converted file) from "
                    "models/diffusion_models as a MODEL for core KSampler. Text: T5-XXL; latents: the V3 slice VAE.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model_name": (host.model_filenames("diffusion_models"), {
-                "tooltip": "The V3 transformer file in models/diffusion_models (a sharded folder: pick any shard; "
-                           "its config.json is read when it sits beside the file)."}),
-            "weight_dtype": (["default", "fp32", "bf16", "fp16", "fp8_e4m3fn"], {
-                "default": "default",
-                "tooltip": "Compute dtype; default lets ComfyUI pick for your device (bf16 on recent GPUs, fp32 on CPU)."}),
-        }}
-
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    FUNCTION = "load"
+    MODEL_NAME_TOOLTIP = ("The V3 transformer file in models/diffusion_models (a sharded folder: pick any shard; "
+                          "its config.json is read when it sits beside the file).")
     CATEGORY = CATEGORY
 
-    def load(self, model_name, weight_dtype="default"):
+    def glue_loader(self):
         host.require_comfyui("MotionKit Load EasyAnimate V3")
         from ..models.comfy_glue import easyanimate_v3
 
-        return (easyanimate_v3.load_easyanimate_v3(host.model_path("diffusion_models", model_name), weight_dtype),)
+        return easyanimate_v3.load_easyanimate_v3
 
 
 class MotionKitEasyAnimateV3TextEncode:
@@ -44,8 +32,7 @@ class MotionKitEasyAnimateV3TextEncode:
     def INPUT_TYPES(cls):
         return {"required": {
             "clip": ("CLIP", {"tooltip": "A T5-XXL text encoder."}),
-            "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
-                                "tooltip": "The prompt (or the negative prompt)."}),
+            "text": PROMPT_INPUT,
             "max_tokens": ("INT", {"default": v3_video.MAX_TEXT_TOKENS, "min": 1, "max": 4096,
                                    "tooltip": "Most tokens kept, the end token included (the V3 pipelines: 120)."}),
             "lowercase": ("BOOLEAN", {"default": True,
@@ -98,8 +85,7 @@ class MotionKitEasyAnimateV3Inpaint:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "positive": ("CONDITIONING", {"tooltip": "The prompt's conditioning."}),
-            "negative": ("CONDITIONING", {"tooltip": "The negative prompt's conditioning."}),
+            **CONDITIONING_PAIR_INPUTS,
             "video_vae": (VIDEO_VAE, {"tooltip": "The EasyAnimate V3 slice VAE (Load Video VAE)."}),
             "latent": ("LATENT", {"tooltip": "The latent the sampler starts from (EasyAnimate V3 Empty Latent); sets "
                                              "the size and length."}),
@@ -128,28 +114,17 @@ class MotionKitEasyAnimateV3Inpaint:
                 [[c[0], {**c[1], **extra}] for c in negative])
 
 
-class MotionKitEasyAnimateV3Scheduler:
+class MotionKitEasyAnimateV3Scheduler(SchedulerNode):
     DESCRIPTION = ("The official V3 sampling schedule as SIGMAS for SamplerCustom: DPMSolverMultistepScheduler's "
                    "'linspace' timesteps (use sampler dpmpp_2m for the official DPM++ loop). KSampler with dpmpp_2m "
                    "and sgm_uniform comes close (unrounded timesteps).")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "An EasyAnimate V3 model."}),
-            "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "Sampling steps (official: 25)."}),
-            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                  "tooltip": "Fraction of the schedule to run, from its low-noise end."}),
-        }}
-
-    RETURN_TYPES = ("SIGMAS",)
-    RETURN_NAMES = ("sigmas",)
-    FUNCTION = "sigmas"
+    MODEL_TOOLTIP = "An EasyAnimate V3 model."
+    DEFAULT_STEPS = 25
+    STEPS_TOOLTIP = "Sampling steps (official: 25)."
     CATEGORY = CATEGORY
 
-    def sigmas(self, model, steps, denoise=1.0):
-        sampling = model.get_model_object("model_sampling")
-        return (v3_schedule.sigmas_for_timesteps(sampling.sigmas, v3_schedule.linspace_timesteps(steps), denoise),)
+    def schedule(self, model_sampling, steps, denoise):
+        return v3_schedule.sigmas_for_timesteps(model_sampling.sigmas, v3_schedule.linspace_timesteps(steps), denoise)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,6 +42,31 @@ def pytest_sessionfinish(session):
 def pytest_terminal_summary(terminalreporter):
     if not HOST_FOUND:
         terminalreporter.write_line("!" * 20 + " " + NO_HOST_REASON + " " + "!" * 20, red=True)
+
+
+@pytest.fixture
+def tiny_t5():
+    """A tiny random T5 v1.1 encoder (transformers), the same weights as a ComfyUI CLIP (sd3_clip's T5-XXL slot)
+    and T5's tokenizer that ComfyUI ships: what the T5 text-encode parity tests compare."""
+    import comfy.sd
+    import comfy.supported_models_base
+    import comfy.text_encoders.sd3_clip as sd3_clip
+    import torch
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    small = dict(d_model=64, d_ff=32, d_kv=8, num_heads=2, num_layers=2, vocab_size=32128)
+    torch.manual_seed(0)
+    encoder = T5EncoderModel(T5Config(**small, feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
+                                      layer_norm_epsilon=1e-6, is_encoder_decoder=False, use_cache=False)).eval()
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.normal_(0, 0.5)
+    target = comfy.supported_models_base.ClipTarget(sd3_clip.SD3Tokenizer,
+                                                    sd3_clip.sd3_clip(clip_l=False, clip_g=False, t5=True))
+    clip = comfy.sd.CLIP(target, model_options={"t5xxl_model_config": small, "dtype": torch.float32})
+    clip.load_sd(encoder.state_dict())
+    tokenizer = T5TokenizerFast.from_pretrained(str(Path(sd3_clip.__file__).parent / "t5_tokenizer"))
+    return SimpleNamespace(encoder=encoder, clip=clip, tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="session")

@@ -244,29 +244,12 @@ def test_half_weights_on_cpu_are_refused(tmp_path):
 
 
 @pytest.mark.host
-def test_text_encode_equals_cogvideox_pipeline_prompt_embeds():
-    import comfy.sd
-    import comfy.supported_models_base
-    import comfy.text_encoders.sd3_clip as sd3_clip
-    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
-
-    from motionkit.nodes.cogvideox import MotionKitCogVideoXTextEncode
+def test_text_encode_equals_cogvideox_pipeline_prompt_embeds(tiny_t5):
     from diffusers import CogVideoXPipeline
 
-    small = dict(d_model=64, d_ff=32, d_kv=8, num_heads=2, num_layers=2, vocab_size=32128)
-    torch.manual_seed(0)
-    hf_config = T5Config(**small, feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
-                         layer_norm_epsilon=1e-6, is_encoder_decoder=False, use_cache=False)
-    encoder = T5EncoderModel(hf_config).eval()
-    with torch.no_grad():
-        for p in encoder.parameters():
-            p.normal_(0, 0.5)
-    target = comfy.supported_models_base.ClipTarget(sd3_clip.SD3Tokenizer,
-                                                    sd3_clip.sd3_clip(clip_l=False, clip_g=False, t5=True))
-    clip = comfy.sd.CLIP(target, model_options={"t5xxl_model_config": small, "dtype": torch.float32})
-    clip.load_sd({k: v for k, v in encoder.state_dict().items()})
-    tokenizer = T5TokenizerFast.from_pretrained(
-        str(Path(sd3_clip.__file__).parent / "t5_tokenizer"))
+    from motionkit.nodes.cogvideox import MotionKitCogVideoXTextEncode
+
+    encoder, clip, tokenizer = tiny_t5.encoder, tiny_t5.clip, tiny_t5.tokenizer
     prompt = "a red fox runs across a snowy field at dawn"
     pipe = types.SimpleNamespace(tokenizer=tokenizer, text_encoder=encoder)
     with torch.no_grad():

@@ -352,27 +352,10 @@ def test_sharded_folder_with_config_loads_from_any_shard(tmp_path):
 
 
 @pytest.mark.host
-def test_text_encode_equals_the_pipeline_prompt_embeds_on_attended_tokens():
-    import comfy.sd
-    import comfy.supported_models_base
-    import comfy.text_encoders.sd3_clip as sd3_clip
-    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
-
+def test_text_encode_equals_the_pipeline_prompt_embeds_on_attended_tokens(tiny_t5):
     from motionkit.nodes.easyanimate_v3 import MotionKitEasyAnimateV3TextEncode
 
-    small = dict(d_model=64, d_ff=32, d_kv=8, num_heads=2, num_layers=2, vocab_size=32128)
-    torch.manual_seed(0)
-    encoder = T5EncoderModel(T5Config(**small, feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
-                                      is_encoder_decoder=False, use_cache=False)).eval()
-    with torch.no_grad():
-        for p in encoder.parameters():
-            p.normal_(0, 0.5)
-    target = comfy.supported_models_base.ClipTarget(sd3_clip.SD3Tokenizer,
-                                                    sd3_clip.sd3_clip(clip_l=False, clip_g=False, t5=True))
-    clip = comfy.sd.CLIP(target, model_options={"t5xxl_model_config": small, "dtype": torch.float32})
-    clip.load_sd(encoder.state_dict())
-    tokenizer = T5TokenizerFast.from_pretrained(str(harness.find_host() / "ComfyUI" / "comfy" / "text_encoders" /
-                                                    "t5_tokenizer"))
+    encoder, clip, tokenizer = tiny_t5.encoder, tiny_t5.clip, tiny_t5.tokenizer
     prompt = "A Red fox runs across a snowy field at dawn "
     # the pipeline: lower-cased, padded to 120 with the attention mask, the mask turned into a -10000 bias later
     inputs = tokenizer(prompt.lower().strip(), padding="max_length", max_length=120, truncation=True,

@@ -11,17 +11,10 @@ from references.cogvideox_official import official_motion_latents  # noqa: E402
 @pytest.fixture(scope="module")
 def vae_pair():
     """A small CogVideoX VAE (16 latent channels, as Tora needs) in diffusers and in the pack, same weights."""
-    from diffusers import AutoencoderKLCogVideoX
-
     from motionkit.models import video_vae
+    from scripts.tiny_checkpoints.video_vae import diffusers_cogvideox_vae
 
-    torch.manual_seed(0)
-    reference = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 16, 16), latent_channels=16, layers_per_block=1,
-                                       norm_num_groups=4, scaling_factor=0.7).eval()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p.normal_(0, 0.2)
-    config = dict(reference.config, _class_name="AutoencoderKLCogVideoX")
+    reference, config = diffusers_cogvideox_vae(latent_channels=16)
     return reference, lambda dtype: video_vae.build_video_vae(reference.state_dict(), config, name="tiny", dtype=dtype)
 
 

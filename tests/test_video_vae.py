@@ -19,15 +19,9 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def cogvideox():
-    from diffusers import AutoencoderKLCogVideoX
+    from scripts.tiny_checkpoints.video_vae import diffusers_cogvideox_vae
 
-    torch.manual_seed(0)
-    ref = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 16, 16), latent_channels=4, layers_per_block=1,
-                                 norm_num_groups=4, scaling_factor=0.7).eval()
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.normal_(0, 0.2)
-    config = dict(ref.config, _class_name="AutoencoderKLCogVideoX")
+    ref, config = diffusers_cogvideox_vae(latent_channels=4)
     ours = video_vae.build_video_vae(ref.state_dict(), config, name="tiny-cogvideox", dtype=torch.float32)
     return ref, ours
 

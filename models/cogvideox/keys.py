@@ -72,13 +72,18 @@ def shard_paths(path: str) -> list[str]:
     return paths
 
 
+def read_sharded_state_dict(path: str, what: str) -> dict:
+    """The state dict of `path`, merged over all the shards it belongs to (see shard_paths)."""
+    state_dict = {}
+    for shard in shard_paths(path):
+        state_dict.update(model_file.read_state_dict(shard, what))
+    return state_dict
+
+
 def read_folder_config(path: str) -> dict | None:
     """The diffusers config.json beside the weights, when there is one."""
-    config = os.path.join(os.path.dirname(path), "config.json")
-    if not os.path.isfile(config):
-        return None
-    data = model_file.read_json(config, "transformer config")
-    return data if data.get("_class_name", "").startswith(("CogVideoX", "Tora")) else None
+    data = model_file.read_config_beside(path, "transformer config")
+    return data if data is not None and data.get("_class_name", "").startswith(("CogVideoX", "Tora")) else None
 
 
 def strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,12 +143,9 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], folder_config: dict | No
 
 def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str = "the checkpoint") -> None:
     """Raise with the missing and unexpected keys if `sd` does not fill `model` exactly."""
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise CogVideoXFormatError(f"{source} does not match the CogVideoX config read from it: "
-                                   f"missing {missing[:8]} ({len(missing)} in all), unexpected {unexpected[:8]} "
-                                   f"({len(unexpected)} in all)")
+    mismatch = model_file.state_dict_mismatch(model, sd)
+    if mismatch:
+        raise CogVideoXFormatError(f"{source} does not match the CogVideoX config read from it: {mismatch}")
 
 
 def snr_shift_scale(path: str, config: dict) -> float:

@@ -31,6 +31,21 @@ VIDEO_NORM_PATCH = "motionkit_cogvideox_video_norm1"
 """
 
 
+# ---------------------------------------------------------------- patches
+def check_patchable(height: int, width: int, patch_size: int, family: str) -> None:
+    """Refuse latents whose height or width the transformer's patches do not tile, naming the image size."""
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"{family} latents must have a height and width divisible by {patch_size}; got "
+                         f"{height}x{width} (an image size divisible by {8 * patch_size} pixels)")
+
+
+def unpatchify(video: torch.Tensor, frames: int, height: int, width: int, patch_size: int) -> torch.Tensor:
+    """Video tokens [B, T * H/p * W/p, C * p * p] (frame-major, then rows) -> latents [B, C, T, H, W]."""
+    b, p = video.shape[0], patch_size
+    video = video.reshape(b, frames, height // p, width // p, -1, p, p)
+    return video.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, -1, frames, height, width)
+
+
 # ---------------------------------------------------------------- position and time embeddings
 def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos: bool = True,
                        freq_shift: float = 0.0, max_period: float = 10000.0) -> torch.Tensor:
@@ -363,11 +378,9 @@ class CogVideoXTransformer(nn.Module):
                                                   transformer_options, **kwargs)
 
     def _forward(self, x, timesteps, context, transformer_options, **_kwargs):
-        b, _c, t, h, w = x.shape
+        _b, _c, t, h, w = x.shape
         p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"CogVideoX latents must have a height and width divisible by {p}; got {h}x{w} "
-                             f"(an image size divisible by {8 * p} pixels)")
+        check_patchable(h, w, p, "CogVideoX")
         temb = self.time_embedding(timestep_embedding(timesteps, self.dim, self.flip_sin_to_cos, self.freq_shift).to(x.dtype))
         tokens = self.patch_embed(context, x)
         grid = (t, h // p, w // p)
@@ -387,9 +400,7 @@ class CogVideoXTransformer(nn.Module):
                 hook = _chain(hooks, info)
             video, text = block(video, text, temb, rope, hook)
         video = self.norm_out(self.norm_final(video), temb)
-        video = self.proj_out(video)
-        video = video.reshape(b, t, h // p, w // p, self.out_channels, p, p)
-        return video.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, self.out_channels, t, h, w)
+        return unpatchify(self.proj_out(video), t, h, w, p)
 
 
 def _chain(hooks, info):

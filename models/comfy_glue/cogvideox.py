@@ -100,14 +100,7 @@ class CogVideoXModel(comfy.model_base.BaseModel):
         self.model_sampling = CogVideoXModelSampling(model_config)
 
     def extra_conds(self, **kwargs):
-        out = {}
-        cross_attn = kwargs.get("cross_attn", None)
-        if cross_attn is not None:
-            out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
-        concat = self.concat_cond(**kwargs)
-        if concat is not None:
-            out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
-        return out
+        return text_and_concat_conds(self, kwargs)
 
     def concat_cond(self, **kwargs):
         """5B-I2V: the start image's latent frames, zero-padded over time, as extra input channels."""
@@ -131,15 +124,25 @@ class CogVideoXModel(comfy.model_base.BaseModel):
         return padded
 
 
+def text_and_concat_conds(model, kwargs: dict) -> dict:
+    """The conds the video transformers read: the text as c_crossattn, model.concat_cond(...) as c_concat."""
+    out = {}
+    cross_attn = kwargs.get("cross_attn", None)
+    if cross_attn is not None:
+        out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
+    concat = model.concat_cond(**kwargs)
+    if concat is not None:
+        out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
+    return out
+
+
 def is_cogvideox(model_patcher) -> bool:
     return isinstance(getattr(model_patcher, "model", None), CogVideoXModel)
 
 
 def load_cogvideox(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the CogVideoX transformer of `path` (diffusers keys, one file or shards)."""
-    state_dict = {}
-    for shard in keys.shard_paths(path):
-        state_dict.update(model_file.read_state_dict(shard, "CogVideoX transformer"))
+    state_dict = keys.read_sharded_state_dict(path, "CogVideoX transformer")
     return build_cogvideox(state_dict, f"'{os.path.basename(path)}'", keys.read_folder_config(path),
                            lambda config: keys.snr_shift_scale(path, config), weight_dtype)
 

@@ -19,11 +19,11 @@ import comfy.supported_models_base
 import comfy.utils
 import torch
 
-from .. import host, model_file
-from ..cogvideox.keys import shard_paths
+from .. import host
+from ..cogvideox.keys import read_sharded_state_dict
 from ..easyanimate import v3_keys, v3_schedule
 from ..easyanimate.v3_transformer import EasyAnimateV3Transformer
-from .cogvideox import set_compute_dtype
+from .cogvideox import set_compute_dtype, text_and_concat_conds
 
 LATENT_CHANNELS = 4
 TEMPORAL_RATIO = 4
@@ -90,16 +90,10 @@ class EasyAnimateV3Model(comfy.model_base.BaseModel):
         self.model_sampling = EasyAnimateV3ModelSampling(model_config)
 
     def extra_conds(self, **kwargs):
-        out = {}
         noise = kwargs.get("noise", None)
         if noise is not None:
             check_latent(noise)
-        cross_attn = kwargs.get("cross_attn", None)
-        if cross_attn is not None:
-            out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
-        concat = self.concat_cond(**kwargs)
-        if concat is not None:
-            out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
+        out = text_and_concat_conds(self, kwargs)
         image = kwargs.get("clip_image_embeds", None)
         if image is not None and self.diffusion_model.clip_projection is not None:
             out["clip_image_embeds"] = comfy.conds.CONDRegular(image)
@@ -129,9 +123,7 @@ def is_easyanimate_v3(model_patcher) -> bool:
 
 def load_easyanimate_v3(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the V3 transformer of `path` (official keys, one file or diffusers shards)."""
-    state_dict = {}
-    for shard in shard_paths(path):
-        state_dict.update(model_file.read_state_dict(shard, "EasyAnimate V3 transformer"))
+    state_dict = read_sharded_state_dict(path, "EasyAnimate V3 transformer")
     return build_easyanimate_v3(state_dict, f"'{os.path.basename(path)}'", v3_keys.read_folder_config(path),
                                 weight_dtype)
 

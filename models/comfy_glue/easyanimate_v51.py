@@ -24,12 +24,12 @@ import comfy.text_encoders.qwen_image
 import comfy.utils
 import torch
 
-from .. import host, model_file
-from ..cogvideox.keys import shard_paths
+from .. import host
+from ..cogvideox.keys import read_sharded_state_dict
 from ..easyanimate import conditioning, dit_keys, text_qwen
 from ..easyanimate.conditioning import EasyAnimateInputError
 from ..easyanimate.transformer_v51 import EasyAnimateV51Transformer
-from .cogvideox import set_compute_dtype
+from .cogvideox import set_compute_dtype, text_and_concat_conds
 
 log = logging.getLogger("MotionKit")
 INPAINT_KEY, CONTROL_KEY = "easyanimate_inpaint", "easyanimate_control"
@@ -79,18 +79,13 @@ class EasyAnimateV51Model(comfy.model_base.BaseModel):
         self.variant = dit_keys.VARIANTS[self.diffusion_model.in_channels]
 
     def extra_conds(self, **kwargs):
-        out = {}
         cross_attn = kwargs.get("cross_attn", None)
         if cross_attn is not None:
             if cross_attn.shape[-1] != self.diffusion_model.text_embed_dim:
                 raise EasyAnimateInputError(f"the text conditioning is {cross_attn.shape[-1]} wide, but EasyAnimate V5.1 reads "
                                  f"Qwen2-VL-7B features ({self.diffusion_model.text_embed_dim} wide): encode the "
                                  f"prompts with the CLIP from Load EasyAnimate Qwen2-VL (MotionKit)")
-            out["c_crossattn"] = comfy.conds.CONDCrossAttn(cross_attn)
-        concat = self.concat_cond(**kwargs)
-        if concat is not None:
-            out["c_concat"] = comfy.conds.CONDNoiseShape(concat)
-        return out
+        return text_and_concat_conds(self, kwargs)
 
     def concat_cond(self, **kwargs):
         noise = kwargs.get("noise", None)
@@ -144,9 +139,7 @@ def is_easyanimate_v51(model_patcher) -> bool:
 
 def load_easyanimate_v51(path: str, weight_dtype: str = "default"):
     """A ModelPatcher holding the V5.1 transformer of `path` (one file, or any shard of a sharded folder)."""
-    state_dict = {}
-    for shard in shard_paths(path):
-        state_dict.update(model_file.read_state_dict(shard, "EasyAnimate V5.1 transformer"))
+    state_dict = read_sharded_state_dict(path, "EasyAnimate V5.1 transformer")
     return build_easyanimate_v51(state_dict, f"'{os.path.basename(path)}'", dit_keys.read_folder_config(path),
                                  dit_keys.flow_schedule(path), weight_dtype)
 
@@ -258,9 +251,7 @@ class EasyAnimateQwenTokenizer(comfy.sd1_clip.SD1Tokenizer):
 def load_qwen2vl(path: str):
     """A CLIP for the Qwen2-VL-7B text encoder of EasyAnimate V5.1 (one file, or any shard of text_encoder/)."""
     source = f"'{os.path.basename(path)}'"
-    raw = {}
-    for shard in shard_paths(path):
-        raw.update(model_file.read_state_dict(shard, "Qwen2-VL text encoder"))
+    raw = read_sharded_state_dict(path, "Qwen2-VL text encoder")
     sd = qwen_text_state_dict(raw, source)
     del raw
     config = qwen_config(sd)

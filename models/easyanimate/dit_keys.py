@@ -154,21 +154,15 @@ def describe(config: dict, parameters: int) -> str:
 
 def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str = "the checkpoint") -> None:
     """Raise with the missing and unexpected keys if `sd` does not fill `model` exactly."""
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise EasyAnimateFormatError(f"{source} does not match the EasyAnimate V5.1 config read from it: "
-                                     f"missing {missing[:8]} ({len(missing)} in all), unexpected {unexpected[:8]} "
-                                     f"({len(unexpected)} in all)")
+    mismatch = model_file.state_dict_mismatch(model, sd)
+    if mismatch:
+        raise EasyAnimateFormatError(f"{source} does not match the EasyAnimate V5.1 config read from it: {mismatch}")
 
 
 def read_folder_config(path: str) -> dict | None:
     """The transformer's config.json beside the weights, when there is one."""
-    config = os.path.join(os.path.dirname(path), "config.json")
-    if not os.path.isfile(config):
-        return None
-    data = model_file.read_json(config, "EasyAnimate transformer config")
-    return data if "EasyAnimate" in data.get("_class_name", "") else None
+    data = model_file.read_config_beside(path, "EasyAnimate transformer config")
+    return data if data is not None and "EasyAnimate" in data.get("_class_name", "") else None
 
 
 PUBLISHED_SCHEDULE = (float(torch.e), True)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import host
-from ..cogvideox.transformer import CogVideoXFeedForward, CogVideoXTimestepMLP, apply_rope, rope_3d, timestep_embedding
+from ..cogvideox.transformer import (CogVideoXFeedForward, CogVideoXTimestepMLP, apply_rope, check_patchable, rope_3d,
+                                     timestep_embedding, unpatchify)
 
 FF_CHUNKS = 4
 """Token slices the feed-forwards run in (EasyAnimateBlock.feed_chunked)."""
@@ -246,9 +247,7 @@ class EasyAnimateV51Transformer(nn.Module):
     def _forward(self, x, timesteps, context, transformer_options, **_kwargs):
         b, _c, t, h, w = x.shape
         p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"EasyAnimate V5.1 latents must have a height and width divisible by {p}; got {h}x{w} "
-                             f"(an image size divisible by {8 * p} pixels)")
+        check_patchable(h, w, p, "EasyAnimate V5.1")
         temb = self.time_embedding(timestep_embedding(timesteps, self.dim, self.flip_sin_to_cos, self.freq_shift).to(x.dtype))
         frames = x.transpose(1, 2).reshape(b * t, -1, h, w)
         video = self.proj(frames).reshape(b, t, self.dim, -1).transpose(2, 3).reshape(b, -1, self.dim)
@@ -258,6 +257,4 @@ class EasyAnimateV51Transformer(nn.Module):
         rope = cos.to(video.device), sin.to(video.device)
         for block in self.transformer_blocks:
             video, text = block(video, text, temb, rope)
-        video = self.proj_out(self.norm_out(self.norm_final(video), temb))
-        video = video.reshape(b, t, h // p, w // p, self.out_channels, p, p)
-        return video.permute(0, 4, 1, 2, 5, 3, 6).reshape(b, self.out_channels, t, h, w)
+        return unpatchify(self.proj_out(self.norm_out(self.norm_final(video), temb)), t, h, w, p)

@@ -15,6 +15,7 @@ import re
 
 import torch
 
+from .. import model_file
 from ..errors import MotionKitError
 
 PREFIXES = ("model.diffusion_model.", "transformer.", "")
@@ -123,9 +124,6 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], folder_config: dict | No
 
 def check_keys(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str = "the checkpoint") -> None:
     """Raise with the missing and unexpected keys if `sd` does not fill `model` exactly."""
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise EasyAnimateV3FormatError(
-            f"{source} does not match the EasyAnimate V3 config read from it: missing {missing[:8]} ({len(missing)} in "
-            f"all), unexpected {unexpected[:8]} ({len(unexpected)} in all)")
+    mismatch = model_file.state_dict_mismatch(model, sd)
+    if mismatch:
+        raise EasyAnimateV3FormatError(f"{source} does not match the EasyAnimate V3 config read from it: {mismatch}")

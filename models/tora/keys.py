@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import torch
+from .. import model_file
 from ..errors import MotionKitError
 
 LAYOUTS = {
@@ -95,8 +96,6 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], source: str = "the Tora 
 
 
 def check_keys(model: torch.nn.Module, sd: dict, source: str = "the Tora weights") -> None:
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise ToraFormatError(f"{source} does not fill the Tora modules read from it: missing {missing[:8]} "
-                              f"({len(missing)} in all), unexpected {unexpected[:8]} ({len(unexpected)} in all)")
+    mismatch = model_file.state_dict_mismatch(model, sd)
+    if mismatch:
+        raise ToraFormatError(f"{source} does not fill the Tora modules read from it: {mismatch}")

@@ -30,6 +30,20 @@ TINY_EASYANIMATE_V3 = MagvitVAEConfig(block_out_channels=(32, 32, 32, 32), layer
 EASYANIMATE_V3_FOLDER = "motionkit_tiny_easyanimate_v3"
 
 
+def diffusers_cogvideox_vae(latent_channels: int):
+    """diffusers' AutoencoderKLCogVideoX at widths 8-16, weights N(0, 0.2) drawn after torch.manual_seed(0), and its
+    config as the pack reads it: the reference side of the CogVideoX VAE parity tests."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    torch.manual_seed(0)
+    reference = AutoencoderKLCogVideoX(block_out_channels=(8, 8, 16, 16), latent_channels=latent_channels,
+                                       layers_per_block=1, norm_num_groups=4, scaling_factor=0.7).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0, 0.2)
+    return reference, dict(reference.config, _class_name="AutoencoderKLCogVideoX")
+
+
 def official_v3_json_config(cfg: MagvitVAEConfig) -> dict:
     """config.json as the official V3 vae/ folder writes it (official class, block types as strings)."""
     return {"_class_name": "AutoencoderKLMagvit", "in_channels": 3, "out_channels": 3,
