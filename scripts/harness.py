@@ -147,6 +147,8 @@ class ComfyServer:
         self.output_dir = self.work / "base" / "output"
         self.input_dir = self.work / "base" / "input"
         self.failed = False
+        self.completed: dict[Path, dict] = {}
+        """Outputs of every workflow that ran to the end on this server, by resolved path."""
         for image in (ROOT / "example_workflows" / "input").glob("*"):  # what the example workflows' Load Image nodes read
             shutil.copy(image, self.input_dir / image.name)
 
@@ -177,7 +179,9 @@ class ComfyServer:
             self.failed = True
             raise WorkflowFailed(f"{workflow.name} failed (exit {done.returncode}); the server log is {self.log_path}"
                                  f"\n{done.stderr[-6000:]}")
-        return json.loads(done.stdout)
+        outputs = json.loads(done.stdout)
+        self.completed[Path(workflow).resolve()] = outputs
+        return outputs
 
     def output_files(self, outputs: dict) -> list[Path]:
         """Paths of the files a run's outputs name (saved outputs and temp previews)."""
