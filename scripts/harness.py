@@ -126,6 +126,44 @@ def write_training_clips(folder: Path, clips: int = 3, frames: int = 10, size: i
     return written
 
 
+WAN_ATI_EXAMPLE = "wan_ati_trajectory_tracks"
+"""The example workflow that needs Wan 2.1 weights; tests and the demo run it up to WanTrackToVideo's output."""
+
+
+def write_random_wan_vae(models_dir: Path) -> Path:
+    """models/vae/wan_2.1_vae.safetensors with random weights (needs ComfyUI in-process, setup_comfy_in_process): core
+    ComfyUI builds the Wan 2.1 VAE at its published width (96 channels) whatever the file holds, so it cannot be tiny
+    (about 250 MB); built by ComfyUI's own WanVAE class, float16."""
+    import torch
+    import comfy.ldm.wan.vae
+    import comfy.utils
+
+    path = Path(models_dir) / "vae" / "wan_2.1_vae.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        model = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                         temperal_downsample=[False, True, True], dropout=0.0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        comfy.utils.save_torch_file({k: v.to(torch.float16) for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def wan_ati_up_to_conditioning(workflow: dict) -> dict:
+    """The Wan ATI example without a Wan model: the sampling nodes muted, the umt5 loader swapped for the tiny T5 (any
+    CLIP gives WanTrackToVideo its conditioning), 64x48, 9 frames; it still runs the tracks through WanTrackToVideo."""
+    workflow = json.loads(json.dumps(workflow))
+    by_type = {node["type"]: node for node in workflow["nodes"]}
+    for muted in ("UNETLoader", "KSampler", "VAEDecode", "CreateVideo", "SaveVideo"):
+        by_type[muted]["mode"] = 2
+    loader = by_type["CLIPLoader"]
+    loader.update(type="MotionKitLoadT5", widgets_values=["motionkit_tiny_t5.safetensors"],
+                  properties={"Node name for S&R": "MotionKitLoadT5"})
+    loader["outputs"][0]["name"] = "clip"
+    by_type["MotionKitTrajectoriesToWanTracks"]["widgets_values"] = [64, 48, 9]
+    by_type["WanTrackToVideo"]["widgets_values"][1:4] = [64, 48, 9]
+    return workflow
+
+
 class WorkflowFailed(RuntimeError):
     pass
 
@@ -149,7 +187,8 @@ class ComfyServer:
         self.failed = False
         self.completed: dict[Path, dict] = {}
         """Outputs of every workflow that ran to the end on this server, by resolved path."""
-        for image in (ROOT / "example_workflows" / "input").glob("*"):  # what the example workflows' Load Image nodes read
+        # what the example workflows' Load Image nodes read, and ComfyUI's own input/example.png (core templates)
+        for image in [*(ROOT / "example_workflows" / "input").glob("*"), self.host / "ComfyUI" / "input" / "example.png"]:
             shutil.copy(image, self.input_dir / image.name)
 
     @property

@@ -48,43 +48,17 @@ def test_wan_tracks_give_wan_track_to_video_the_per_frame_positions(length):
 
 @pytest.fixture(scope="module")
 def random_wan_vae(models_dir):
-    """models/vae/wan_2.1_vae.safetensors with random weights: core ComfyUI builds the Wan 2.1 VAE at its published
-    width (96 channels) whatever the file holds, so it cannot be tiny; built by ComfyUI's own WanVAE class, float16."""
-    import comfy.ldm.wan.vae
-    import comfy.utils
-
-    path = models_dir / "vae" / "wan_2.1_vae.safetensors"
-    if not path.exists():
-        torch.manual_seed(0)
-        model = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                                         temperal_downsample=[False, True, True], dropout=0.0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        comfy.utils.save_torch_file({k: v.to(torch.float16) for k, v in model.state_dict().items()}, str(path))
-        del model
+    path = harness.write_random_wan_vae(models_dir)
     yield path
     path.unlink()
 
 
 @pytest.mark.host
 def test_wan_example_workflow_runs_to_wan_track_to_video(comfy_server, random_wan_vae, tmp_path):
-    # The shipped workflow through the real frontend up to WanTrackToVideo's output (no Wan model): the sampling
-    # nodes muted, the umt5 loader swapped for the tiny T5 (any CLIP gives WanTrackToVideo its conditioning), small sizes.
-    import shutil
-
-    workflow = json.loads((harness.ROOT / "example_workflows" / "wan_ati_trajectory_tracks.json").read_text())
-    by_type = {node["type"]: node for node in workflow["nodes"]}
-    for muted in ("UNETLoader", "KSampler", "VAEDecode", "CreateVideo", "SaveVideo"):
-        by_type[muted]["mode"] = 2
-    loader = by_type["CLIPLoader"]
-    loader.update(type="MotionKitLoadT5", widgets_values=["motionkit_tiny_t5.safetensors"],
-                  properties={"Node name for S&R": "MotionKitLoadT5"})
-    loader["outputs"][0]["name"] = "clip"
-    by_type["MotionKitTrajectoriesToWanTracks"]["widgets_values"] = [64, 48, 9]
-    by_type["WanTrackToVideo"]["widgets_values"][1:4] = [64, 48, 9]
+    # The shipped workflow through the real frontend up to WanTrackToVideo's output (no Wan model).
+    workflow = json.loads((harness.ROOT / "example_workflows" / f"{harness.WAN_ATI_EXAMPLE}.json").read_text())
     path = tmp_path / "wan_ci.json"
-    path.write_text(json.dumps(workflow))
-    host_input = comfy_server.work / "base" / "input"
-    shutil.copy(comfy_server.host / "ComfyUI" / "input" / "example.png", host_input / "example.png")
+    path.write_text(json.dumps(harness.wan_ati_up_to_conditioning(workflow)))
     outputs = comfy_server.run_ui_workflow(path)
     texts = [text for output in outputs.values() for text in output.get("text", [])]
     assert len(texts) == 1 and "concat_latent_image" in texts[0] and "concat_mask" in texts[0]
